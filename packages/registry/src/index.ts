@@ -1,0 +1,25 @@
+export * from './errors.js';
+export * from './types.js';
+export {
+  parseInstance,
+  validateInstanceInput,
+  validateServiceName,
+  validateInstanceId,
+  validateCheckSpec,
+  validateDurationMs,
+  validateFilter,
+  matchesFilter,
+  acceptInstances,
+  sameInstances,
+  isValidAddress,
+  isValidPort,
+  isValidServiceName,
+  isValidInstanceId,
+} from './validate.js';
+export type { Validation, NormalisedCheck } from './validate.js';
+export { consoleLogger, silentLogger } from './logger.js';
+export { backoffDelay, sleep } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+export { WatchEmitter } from './watch-emitter.js';
+export { probeHttp, startHttpCheckLoop, statusFromHttpCode, httpCheckUrl } from './checks/http-check.js';
+export type { HttpCheckLoop } from './checks/http-check.js';
