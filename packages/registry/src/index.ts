@@ -1,3 +1,5 @@
+export { MemoryRegistry } from './memory/memory-registry.js';
+export type { MemoryRegistryOptions } from './memory/memory-registry.js';
 export * from './errors.js';
 export * from './types.js';
 export {

@@ -10,6 +10,8 @@ export type PeerRegistryConfig =
 
 /** What an adapter hands the conformance suite. Optional members unlock the tests that need them. */
 export interface ConformanceTarget {
+  /** Starts the backend before the first test (optional). */
+  setup?(): Promise<void>;
   /** A new registry client on the shared backend. The suite closes every client it opened. */
   open(): Promise<Registry>;
   /** How long a failing HTTP check or lapsed TTL may take to show, beyond the check's own timing. */

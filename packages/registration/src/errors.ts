@@ -1,0 +1,33 @@
+import { PeerlbError } from '@peerlb/registry';
+
+/**
+ * Startup registration did not succeed within `startupTimeoutMs`, or the registry refused it for
+ * a reason retrying cannot fix. `cause` holds the last registry error. Nothing stays registered:
+ * the instance was deregistered (best effort) before this was thrown.
+ */
+export class RegistrationFailedError extends PeerlbError {
+  readonly instanceId: string;
+  readonly attempts: number;
+
+  constructor(instanceId: string, attempts: number, message: string, options?: { cause?: unknown }) {
+    super('PEERLB_REGISTRATION_FAILED', message, options);
+    this.instanceId = instanceId;
+    this.attempts = attempts;
+  }
+}
+
+/** `startService` could not listen: the given port is taken, or no port of the range was free. */
+export class PortUnavailableError extends PeerlbError {
+  readonly port: number | undefined;
+  readonly range: { start: number; end: number } | undefined;
+
+  constructor(
+    message: string,
+    where: { port?: number; range?: { start: number; end: number } },
+    options?: { cause?: unknown },
+  ) {
+    super('PEERLB_PORT_UNAVAILABLE', message, options);
+    this.port = where.port;
+    this.range = where.range;
+  }
+}

@@ -1,0 +1,312 @@
+import { lookup as dnsLookup } from 'node:dns';
+import { EventEmitter } from 'node:events';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { LookupFunction } from 'node:net';
+import Consul from 'consul';
+import { AbortedError, RegistryAuthError, RegistryUnavailableError } from '../errors.js';
+import type { ConsulServiceRegistration } from './consul-mapping.js';
+import { isIpv6Host, type ConsulEndpoint } from './consul-options.js';
+
+/**
+ * The only module that touches the `consul` package (2.0.1, CommonJS). Its bundled types are
+ * loose and partly wrong, and the runtime accepts more than they say (papi's `ctx` for
+ * cancellation, `includeResponse` for headers), so the client is described below by the shapes
+ * this module actually calls, and cast to them once.
+ */
+
+/**
+ * papi (the HTTP layer under `consul`) aborts a request when its `ctx` EventEmitter emits
+ * `cancel`, refuses to start one whose `ctx.canceled` is true, and resolves `[response, body]`
+ * instead of the body when `ctx.includeResponse` is true.
+ */
+interface PapiContext extends EventEmitter {
+  canceled?: boolean;
+  includeResponse?: boolean;
+}
+
+interface RawCallOptions {
+  ctx: PapiContext;
+}
+
+/** Keys are lower case: `consul` lower-cases (and strips `_` from) option keys before use. */
+interface RawCheck {
+  checkid: string;
+  name: string;
+  http?: string;
+  interval?: string;
+  timeout?: string;
+  ttl?: string;
+  deregistercriticalserviceafter?: string;
+}
+
+interface RawResponse {
+  statusCode?: number;
+  headers: Record<string, string | string[] | undefined>;
+  body?: unknown;
+}
+
+interface RawConsulClient {
+  agent: {
+    service: {
+      register(options: RawCallOptions & {
+        id: string;
+        name: string;
+        tags: string[];
+        address: string;
+        port: number;
+        meta: Record<string, string>;
+        checks: RawCheck[];
+      }): Promise<unknown>;
+      deregister(options: RawCallOptions & { id: string }): Promise<unknown>;
+      list(options: RawCallOptions): Promise<unknown>;
+    };
+    check: Record<'pass' | 'warn' | 'fail', (options: RawCallOptions & { id: string; note?: string }) => Promise<unknown>>;
+  };
+  health: {
+    /** With `ctx.includeResponse` this resolves `[response, body]`. */
+    service(options: RawCallOptions & {
+      service: string;
+      passing: boolean;
+      dc?: string;
+      index?: string;
+      wait?: string;
+    }): Promise<unknown>;
+  };
+}
+
+/** The fields of a papi/consul error this module reads. */
+interface RawError {
+  message?: string;
+  code?: string;
+  isAbort?: boolean;
+  isResponse?: boolean;
+  isValidation?: boolean;
+  response?: RawResponse;
+}
+
+/** How one call may be stopped: any of `signals` aborts it; after `timeoutMs` it fails as unavailable. */
+export interface CallControl {
+  signals: ReadonlyArray<AbortSignal | undefined>;
+  timeoutMs: number;
+}
+
+export type TtlUpdate = 'pass' | 'warn' | 'fail';
+
+/** A non-2xx answer other than 403. `status` and `detail` let callers tell "unknown check" apart. */
+export class ConsulStatusError extends RegistryUnavailableError {
+  readonly status: number;
+  /** The answer's body (trimmed, token scrubbed): Consul explains errors in plain text. */
+  readonly detail: string;
+
+  constructor(what: string, status: number, detail: string) {
+    super(`consul ${what}: HTTP ${status}${detail ? `: ${detail}` : ''}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+export interface HealthServiceReply {
+  /** The raw `X-Consul-Index` header; the caller decides what a usable index is. */
+  index: string | undefined;
+  body: unknown;
+}
+
+export interface ConsulApiConfig {
+  endpoint: ConsulEndpoint;
+  token: string | undefined;
+  caCert: string | Buffer | undefined;
+}
+
+export class ConsulApi {
+  readonly #client: RawConsulClient;
+  readonly #agent: HttpAgent;
+  // Kept only to scrub it from any text an error might carry; in a #field so inspecting the
+  // object cannot print it.
+  readonly #token: string | undefined;
+
+  constructor(config: ConsulApiConfig) {
+    const { endpoint } = config;
+    this.#token = config.token;
+    // Our own agent: keep-alive like the package's default, plus the CA, and we destroy it on close.
+    this.#agent = endpoint.secure
+      ? new HttpsAgent({ keepAlive: true, ...(config.caCert === undefined ? {} : { ca: config.caCert }) })
+      : new HttpAgent({ keepAlive: true });
+    const options = {
+      host: endpoint.host,
+      port: endpoint.port,
+      secure: endpoint.secure,
+      agent: this.#agent,
+      ...(config.token === undefined ? {} : { defaults: { token: config.token } }),
+      // papi hands the URL's bracketed IPv6 hostname ("[::1]") to http.request, whose DNS lookup
+      // then fails; papi forwards a `lookup` option, so strip the brackets there.
+      ...(isIpv6Host(endpoint.host) ? { lookup: unbracketedLookup } : {}),
+    };
+    this.#client = new Consul(options) as unknown as RawConsulClient;
+  }
+
+  registerService(reg: ConsulServiceRegistration, control: CallControl): Promise<void> {
+    const checks: RawCheck[] = reg.checks.map((c) => ({
+      checkid: c.checkId,
+      name: c.name,
+      ...(c.kind === 'http' ? { http: c.http, interval: c.interval, timeout: c.timeout } : { ttl: c.ttl }),
+      ...(c.deregisterCriticalServiceAfter === undefined
+        ? {}
+        : { deregistercriticalserviceafter: c.deregisterCriticalServiceAfter }),
+    }));
+    return this.#call(`PUT /v1/agent/service/register (${reg.id})`, control, false, async (ctx) => {
+      await this.#client.agent.service.register({
+        ctx,
+        id: reg.id,
+        name: reg.name,
+        tags: reg.tags,
+        address: reg.address,
+        port: reg.port,
+        meta: reg.meta,
+        checks,
+      });
+    });
+  }
+
+  deregisterService(id: string, control: CallControl): Promise<void> {
+    return this.#call(`PUT /v1/agent/service/deregister/${id}`, control, false, async (ctx) => {
+      await this.#client.agent.service.deregister({ ctx, id });
+    });
+  }
+
+  updateTtlCheck(checkId: string, update: TtlUpdate, note: string | undefined, control: CallControl): Promise<void> {
+    return this.#call(`PUT /v1/agent/check/${update}/${checkId}`, control, false, async (ctx) => {
+      await this.#client.agent.check[update]({ ctx, id: checkId, ...(note ? { note } : {}) });
+    });
+  }
+
+  /**
+   * Whether the local agent knows service `id`. consul 2.0.1 has no call for
+   * `GET /v1/agent/service/:id`, so this lists the agent's services (`GET /v1/agent/services`):
+   * an agent holds few, and this runs only for instances without a TTL check.
+   */
+  agentHasService(id: string, control: CallControl): Promise<boolean> {
+    return this.#call('GET /v1/agent/services', control, false, async (ctx) => {
+      const body = await this.#client.agent.service.list({ ctx });
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw new RegistryUnavailableError('consul GET /v1/agent/services: expected a JSON object');
+      }
+      return Object.prototype.hasOwnProperty.call(body, id);
+    });
+  }
+
+  /** `GET /v1/health/service/:name?passing`, blocking when `index` is given. */
+  healthService(
+    query: { service: string; datacenter?: string; index?: string; wait?: string },
+    control: CallControl,
+  ): Promise<HealthServiceReply> {
+    return this.#call(`GET /v1/health/service/${query.service}`, control, true, async (ctx) => {
+      const result = await this.#client.health.service({
+        ctx,
+        service: query.service,
+        passing: true,
+        ...(query.datacenter === undefined ? {} : { dc: query.datacenter }),
+        ...(query.index === undefined ? {} : { index: query.index }),
+        ...(query.wait === undefined ? {} : { wait: query.wait }),
+      });
+      if (!Array.isArray(result) || result.length !== 2) {
+        throw new RegistryUnavailableError(`consul GET /v1/health/service/${query.service}: unexpected client result`);
+      }
+      const res = result[0] as RawResponse;
+      const header = res.headers['x-consul-index'];
+      return { index: Array.isArray(header) ? header[0] : header, body: result[1] };
+    });
+  }
+
+  /** Drops every pooled and in-flight connection. */
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /**
+   * Runs one request with cancellation and a time limit, and turns whatever the package throws
+   * into our errors: 403 -> RegistryAuthError, other non-2xx -> ConsulStatusError, abort ->
+   * AbortedError, everything else -> RegistryUnavailableError. papi errors are never attached as
+   * `cause`: they hold the request, and the request holds the token header.
+   */
+  async #call<T>(what: string, control: CallControl, includeResponse: boolean, run: (ctx: PapiContext) => Promise<T>): Promise<T> {
+    const signals = control.signals.filter((s): s is AbortSignal => s !== undefined);
+    const aborted = signals.find((s) => s.aborted);
+    if (aborted) throw new AbortedError(aborted.reason);
+
+    const ctx: PapiContext = new EventEmitter();
+    if (includeResponse) ctx.includeResponse = true;
+    let abortedBy: AbortSignal | undefined;
+    let timedOut = false;
+    const cancel = () => {
+      if (ctx.canceled) return;
+      ctx.canceled = true;
+      ctx.emit('cancel');
+    };
+    const onAbort = (event: Event) => {
+      abortedBy ??= event.target as AbortSignal;
+      cancel();
+    };
+    for (const s of signals) s.addEventListener('abort', onAbort, { once: true });
+    // Our own timer rather than papi's `timeout`, whose timer is not unref'd.
+    const timer = setTimeout(() => {
+      timedOut = true;
+      cancel();
+    }, control.timeoutMs);
+    timer.unref();
+    try {
+      return await run(ctx);
+    } catch (err) {
+      if (abortedBy) throw new AbortedError(abortedBy.reason);
+      if (timedOut) throw new RegistryUnavailableError(`consul ${what}: no answer within ${control.timeoutMs} ms`);
+      throw this.#translate(what, err);
+    } finally {
+      clearTimeout(timer);
+      for (const s of signals) s.removeEventListener('abort', onAbort);
+    }
+  }
+
+  #translate(what: string, err: unknown): Error {
+    if (err instanceof RegistryUnavailableError || err instanceof RegistryAuthError) return err;
+    const raw: RawError = err !== null && typeof err === 'object' ? (err as RawError) : { message: String(err) };
+    const status = raw.isResponse ? raw.response?.statusCode : undefined;
+    if (status !== undefined) {
+      const detail = this.#scrub(bodyText(raw.response?.body));
+      if (status === 403) {
+        return new RegistryAuthError(
+          `consul ${what}: HTTP 403, the ACL token was refused or lacks permission${detail ? `: ${detail}` : ''}`,
+        );
+      }
+      return new ConsulStatusError(what, status, detail);
+    }
+    const message = this.#scrub(raw.message ?? 'request failed');
+    // A fresh cause carrying only the message and code: nothing that could reach the token.
+    const cause = Object.assign(new Error(message), raw.code === undefined ? {} : { code: raw.code });
+    return new RegistryUnavailableError(`consul ${what}: ${message}`, { cause });
+  }
+
+  #scrub(text: string): string {
+    const token = this.#token;
+    return token ? text.split(token).join('[redacted]') : text;
+  }
+}
+
+function bodyText(body: unknown): string {
+  let text: string;
+  if (body === undefined || body === null) return '';
+  if (typeof body === 'string') text = body;
+  else if (Buffer.isBuffer(body)) text = body.toString('utf8');
+  else {
+    try {
+      text = JSON.stringify(body);
+    } catch {
+      text = '';
+    }
+  }
+  text = text.trim().replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  return text.length > 300 ? `${text.slice(0, 300)}…` : text;
+}
+
+const unbracketedLookup: LookupFunction = (hostname, options, callback) => {
+  dnsLookup(hostname.replace(/^\[(.*)\]$/, '$1'), options, callback);
+};
