@@ -1,1 +1,19 @@
-export {};
+export { registerService } from './register-service.js';
+export { startService } from './start-service.js';
+export type { ServiceHandle, StartedService } from './handle.js';
+export type {
+  RegisterServiceOptions,
+  StartServiceOptions,
+  CheckOptions,
+  HttpCheckOptions,
+  HealthFunction,
+  RequestListener,
+  EventListeners,
+} from './options.js';
+export type { RegistrationEvents } from './registration.js';
+export type { RegistrationState } from './lifecycle.js';
+export { RegistrationFailedError, PortUnavailableError } from './errors.js';
+export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
+export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
+export { take as takeToken, refill as refillBucket, fullBucket } from './rate-limit/token-bucket.js';
+export type { BucketConfig, BucketState, TakeResult } from './rate-limit/token-bucket.js';

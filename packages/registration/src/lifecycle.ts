@@ -22,7 +22,8 @@ export type RegistrationState =
 
 const TRANSITIONS: Readonly<Record<RegistrationState, readonly RegistrationState[]>> = {
   starting: ['registering', 'draining', 'closed'],
-  registering: ['registered', 'unhealthy', 'draining', 'closed'],
+  // registering -> reregistering: the registry forgot the instance before its first heartbeat.
+  registering: ['registered', 'unhealthy', 'reregistering', 'draining', 'closed'],
   registered: ['unhealthy', 'reregistering', 'draining', 'deregistered'],
   unhealthy: ['registered', 'reregistering', 'draining', 'deregistered'],
   reregistering: ['registered', 'unhealthy', 'draining', 'deregistered'],

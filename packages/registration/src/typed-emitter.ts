@@ -9,6 +9,7 @@ type Listener<Args extends unknown[]> = (...args: Args) => void;
  */
 export class TypedEmitter<Events extends { [K in keyof Events]: unknown[] }> {
   private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
+  private readonly onceWrappers = new WeakMap<Listener<never>, Listener<never>>();
 
   constructor(private readonly logger: RegistryLogger) {}
 
@@ -27,11 +28,16 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown[] }> {
       this.off(event, wrapped);
       listener(...args);
     };
+    // So that off(event, listener) also removes a listener added with once().
+    this.onceWrappers.set(listener as Listener<never>, wrapped as Listener<never>);
     return this.on(event, wrapped);
   }
 
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): this {
-    this.listeners.get(event)?.delete(listener as Listener<never>);
+    const set = this.listeners.get(event);
+    set?.delete(listener as Listener<never>);
+    const wrapped = this.onceWrappers.get(listener as Listener<never>);
+    if (wrapped) set?.delete(wrapped);
     return this;
   }
 

@@ -25,3 +25,7 @@ export type { BackoffOptions } from './backoff.js';
 export { WatchEmitter } from './watch-emitter.js';
 export { probeHttp, startHttpCheckLoop, statusFromHttpCode, httpCheckUrl } from './checks/http-check.js';
 export type { HttpCheckLoop } from './checks/http-check.js';
+export * from './consul/index.js';
+export * from './local/index.js';
+export { openRegistry, registryFromEnv } from './open-registry.js';
+export type { RegistryConfig, RegistryFromEnvOptions } from './open-registry.js';

@@ -21,6 +21,12 @@ export interface BlockingWatchOptions {
   backoff: { minMs: number; maxMs: number };
   logger: RegistryLogger;
   signal: AbortSignal;
+  /**
+   * A counter that moves when the connection to the agent was lost between queries. When it moved
+   * since the last reply, the next read is a full one: an agent that restarted while the loop was
+   * pausing has a lower index, and blocking on the old one would hold for the whole wait.
+   */
+  connectionEpoch?: () => number;
   random?: () => number;
 }
 
@@ -43,21 +49,25 @@ export function parseConsulIndex(raw: string | undefined, what: string): bigint 
  * backwards (agent restarted, state restored) resets to a full read; a reply is not proof of
  * change (the emitter drops repeats). Query starts are at least `minIntervalMs` apart, so a
  * service that changes on every reply cannot turn the loop into a busy poll. Errors go to the
- * listener and are retried after a full-jitter backoff that resets on success; after an error
- * the next read is a full one too, since the old index may belong to a server that is gone.
- * Resolves when `signal` aborts.
+ * listener and are retried after a full-jitter backoff that resets on success. After an error,
+ * or when the connection to the agent dropped while the loop paused, the next read is a full one:
+ * the old index may belong to an agent that is gone. Resolves when `signal` aborts.
  */
 export async function runBlockingWatch(options: BlockingWatchOptions): Promise<void> {
   const { signal, emitter } = options;
   let index: bigint | undefined;
   let attempt = 0;
   let lastStart = Number.NEGATIVE_INFINITY;
+  const epoch = options.connectionEpoch ?? (() => 0);
+  let epochAtReply = epoch();
   while (!signal.aborted) {
     const spacing = lastStart + options.minIntervalMs - performance.now();
     if (spacing > 0 && !(await pause(spacing, signal))) return;
     lastStart = performance.now();
+    if (epoch() !== epochAtReply) index = undefined;
     try {
       const reply = await options.query(index, signal);
+      epochAtReply = epoch();
       const next = parseConsulIndex(reply.index, options.label);
       const instances = options.toInstances(reply.body);
       index = index !== undefined && next < index ? undefined : next;

@@ -1,8 +1,10 @@
 import { lookup as dnsLookup } from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { LookupFunction } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import Consul from 'consul';
 import { AbortedError, RegistryAuthError, RegistryUnavailableError } from '../errors.js';
 import type { ConsulServiceRegistration } from './consul-mapping.js';
@@ -101,6 +103,8 @@ export class ConsulStatusError extends RegistryUnavailableError {
 
   constructor(what: string, status: number, detail: string) {
     super(`consul ${what}: HTTP ${status}${detail ? `: ${detail}` : ''}`);
+    // Shown as the public class it is an instance of: this one is an internal detail.
+    this.name = 'RegistryUnavailableError';
     this.status = status;
     this.detail = detail;
   }
@@ -121,6 +125,7 @@ export interface ConsulApiConfig {
 export class ConsulApi {
   readonly #client: RawConsulClient;
   readonly #agent: HttpAgent;
+  #idleCloses = 0;
   // Kept only to scrub it from any text an error might carry; in a #field so inspecting the
   // object cannot print it.
   readonly #token: string | undefined;
@@ -128,19 +133,21 @@ export class ConsulApi {
   constructor(config: ConsulApiConfig) {
     const { endpoint } = config;
     this.#token = config.token;
+    // papi hands the URL's bracketed IPv6 hostname ("[::1]") to http.request as is, so both the
+    // DNS lookup and the TLS identity check would see the brackets; an agent's options reach every
+    // socket it opens, so strip them there.
+    const ipv6 = isIpv6Host(endpoint.host) ? { lookup: unbracketedLookup, checkServerIdentity: unbracketedIdentity } : {};
     // Our own agent: keep-alive like the package's default, plus the CA, and we destroy it on close.
     this.#agent = endpoint.secure
-      ? new HttpsAgent({ keepAlive: true, ...(config.caCert === undefined ? {} : { ca: config.caCert }) })
-      : new HttpAgent({ keepAlive: true });
+      ? new HttpsAgent({ keepAlive: true, ...ipv6, ...(config.caCert === undefined ? {} : { ca: config.caCert }) })
+      : new HttpAgent({ keepAlive: true, ...ipv6 });
+    reportIdleCloses(this.#agent, () => this.#idleCloses++);
     const options = {
       host: endpoint.host,
       port: endpoint.port,
       secure: endpoint.secure,
       agent: this.#agent,
       ...(config.token === undefined ? {} : { defaults: { token: config.token } }),
-      // papi hands the URL's bracketed IPv6 hostname ("[::1]") to http.request, whose DNS lookup
-      // then fails; papi forwards a `lookup` option, so strip the brackets there.
-      ...(isIpv6Host(endpoint.host) ? { lookup: unbracketedLookup } : {}),
     };
     this.#client = new Consul(options) as unknown as RawConsulClient;
   }
@@ -154,7 +161,7 @@ export class ConsulApi {
         ? {}
         : { deregistercriticalserviceafter: c.deregisterCriticalServiceAfter }),
     }));
-    return this.#call(`PUT /v1/agent/service/register (${reg.id})`, control, false, async (ctx) => {
+    return this.#call(`PUT /v1/agent/service/register (${reg.id})`, control, { retryReset: true }, async (ctx) => {
       await this.#client.agent.service.register({
         ctx,
         id: reg.id,
@@ -169,13 +176,13 @@ export class ConsulApi {
   }
 
   deregisterService(id: string, control: CallControl): Promise<void> {
-    return this.#call(`PUT /v1/agent/service/deregister/${id}`, control, false, async (ctx) => {
+    return this.#call(`PUT /v1/agent/service/deregister/${id}`, control, { retryReset: true }, async (ctx) => {
       await this.#client.agent.service.deregister({ ctx, id });
     });
   }
 
   updateTtlCheck(checkId: string, update: TtlUpdate, note: string | undefined, control: CallControl): Promise<void> {
-    return this.#call(`PUT /v1/agent/check/${update}/${checkId}`, control, false, async (ctx) => {
+    return this.#call(`PUT /v1/agent/check/${update}/${checkId}`, control, { retryReset: true }, async (ctx) => {
       await this.#client.agent.check[update]({ ctx, id: checkId, ...(note ? { note } : {}) });
     });
   }
@@ -186,7 +193,7 @@ export class ConsulApi {
    * an agent holds few, and this runs only for instances without a TTL check.
    */
   agentHasService(id: string, control: CallControl): Promise<boolean> {
-    return this.#call('GET /v1/agent/services', control, false, async (ctx) => {
+    return this.#call('GET /v1/agent/services', control, { retryReset: true }, async (ctx) => {
       const body = await this.#client.agent.service.list({ ctx });
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
         throw new RegistryUnavailableError('consul GET /v1/agent/services: expected a JSON object');
@@ -200,7 +207,8 @@ export class ConsulApi {
     query: { service: string; datacenter?: string; index?: string; wait?: string },
     control: CallControl,
   ): Promise<HealthServiceReply> {
-    return this.#call(`GET /v1/health/service/${query.service}`, control, true, async (ctx) => {
+    const options = { includeResponse: true, retryReset: query.index === undefined };
+    return this.#call(`GET /v1/health/service/${query.service}`, control, options, async (ctx) => {
       const result = await this.#client.health.service({
         ctx,
         service: query.service,
@@ -218,6 +226,14 @@ export class ConsulApi {
     });
   }
 
+  /**
+   * How many pooled keep-alive connections the agent's side has closed while idle: a sign the
+   * agent may have restarted, so a watch should not trust its last index (see blocking-watch.ts).
+   */
+  get idleConnectionCloses(): number {
+    return this.#idleCloses;
+  }
+
   /** Drops every pooled and in-flight connection. */
   close(): void {
     this.#agent.destroy();
@@ -228,18 +244,28 @@ export class ConsulApi {
    * into our errors: 403 -> RegistryAuthError, other non-2xx -> ConsulStatusError, abort ->
    * AbortedError, everything else -> RegistryUnavailableError. papi errors are never attached as
    * `cause`: they hold the request, and the request holds the token header.
+   *
+   * With `retryReset`, a connection reset before any answer is retried once at once: it is what a
+   * pooled keep-alive socket gives after the agent restarted (Node's documented keep-alive race),
+   * and every call here is idempotent (register, deregister, TTL status, reads). Blocking queries
+   * are not retried here: their watch loop must see the error, because the index it blocked on may
+   * belong to an agent that is gone, and blocking on it again could hang for the whole wait.
    */
-  async #call<T>(what: string, control: CallControl, includeResponse: boolean, run: (ctx: PapiContext) => Promise<T>): Promise<T> {
+  async #call<T>(
+    what: string,
+    control: CallControl,
+    options: { includeResponse?: boolean; retryReset: boolean },
+    run: (ctx: PapiContext) => Promise<T>,
+  ): Promise<T> {
     const signals = control.signals.filter((s): s is AbortSignal => s !== undefined);
     const aborted = signals.find((s) => s.aborted);
     if (aborted) throw new AbortedError(aborted.reason);
 
-    const ctx: PapiContext = new EventEmitter();
-    if (includeResponse) ctx.includeResponse = true;
+    let ctx: PapiContext | undefined;
     let abortedBy: AbortSignal | undefined;
     let timedOut = false;
     const cancel = () => {
-      if (ctx.canceled) return;
+      if (!ctx || ctx.canceled) return;
       ctx.canceled = true;
       ctx.emit('cancel');
     };
@@ -255,11 +281,18 @@ export class ConsulApi {
     }, control.timeoutMs);
     timer.unref();
     try {
-      return await run(ctx);
-    } catch (err) {
-      if (abortedBy) throw new AbortedError(abortedBy.reason);
-      if (timedOut) throw new RegistryUnavailableError(`consul ${what}: no answer within ${control.timeoutMs} ms`);
-      throw this.#translate(what, err);
+      for (let attempt = 0; ; attempt++) {
+        ctx = new EventEmitter();
+        if (options.includeResponse) ctx.includeResponse = true;
+        try {
+          return await run(ctx);
+        } catch (err) {
+          if (abortedBy) throw new AbortedError(abortedBy.reason);
+          if (timedOut) throw new RegistryUnavailableError(`consul ${what}: no answer within ${control.timeoutMs} ms`);
+          if (attempt === 0 && options.retryReset && isConnectionReset(err)) continue;
+          throw this.#translate(what, err);
+        }
+      }
     } finally {
       clearTimeout(timer);
       for (const s of signals) s.removeEventListener('abort', onAbort);
@@ -291,6 +324,11 @@ export class ConsulApi {
   }
 }
 
+function isConnectionReset(err: unknown): boolean {
+  const raw = err as RawError | null;
+  return raw !== null && typeof raw === 'object' && !raw.isResponse && (raw.code === 'ECONNRESET' || raw.code === 'EPIPE');
+}
+
 function bodyText(body: unknown): string {
   let text: string;
   if (body === undefined || body === null) return '';
@@ -307,6 +345,40 @@ function bodyText(body: unknown): string {
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
+/**
+ * Calls `onIdleClose` when a pooled keep-alive socket closes while no request uses it. Hooks the
+ * agent's documented `keepSocketAlive`/`reuseSocket` extension points.
+ */
+function reportIdleCloses(agent: HttpAgent, onIdleClose: () => void): void {
+  // Node's Agent returns a boolean here (falsy: destroy the socket), although @types/node says void.
+  const keepSocketAlive = agent.keepSocketAlive.bind(agent) as (socket: Duplex) => boolean;
+  const reuseSocket = agent.reuseSocket.bind(agent);
+  const listeners = new WeakMap<Duplex, () => void>();
+  Object.assign(agent, {
+    keepSocketAlive(socket: Duplex): boolean {
+      const kept = keepSocketAlive(socket);
+      if (kept) {
+        const listener = () => onIdleClose();
+        listeners.set(socket, listener);
+        socket.once('close', listener);
+      }
+      return kept;
+    },
+    reuseSocket(socket: Duplex, request: ClientRequest): void {
+      const listener = listeners.get(socket);
+      if (listener) {
+        socket.off('close', listener);
+        listeners.delete(socket);
+      }
+      reuseSocket(socket, request);
+    },
+  });
+}
+
+const unbracket = (host: string) => host.replace(/^\[(.*)\]$/, '$1');
+
 const unbracketedLookup: LookupFunction = (hostname, options, callback) => {
-  dnsLookup(hostname.replace(/^\[(.*)\]$/, '$1'), options, callback);
+  dnsLookup(unbracket(hostname), options, callback);
 };
+
+const unbracketedIdentity = (hostname: string, cert: PeerCertificate) => checkServerIdentity(unbracket(hostname), cert);

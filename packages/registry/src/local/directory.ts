@@ -63,7 +63,7 @@ export function assertSafeDirectory(dir: string, stats: Stats): void {
   if (uid !== undefined && stats.uid !== uid) {
     throw new UnsafeRegistryDirectoryError(dir, `it is owned by uid ${stats.uid}, not by this user (uid ${uid})`);
   }
-  if ((stats.mode & 0o022) !== 0) {
+  if (POSIX_MODES && (stats.mode & 0o022) !== 0) {
     throw new UnsafeRegistryDirectoryError(
       dir,
       `it is writable by group or others (mode ${(stats.mode & 0o777).toString(8).padStart(4, '0')}); chmod 700 it`,
@@ -79,6 +79,9 @@ async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
     throw new RegistryUnavailableError(`cannot access registry directory ${path}: ${codeOf(cause)}`, { cause });
   }
 }
+
+/** Windows reports made-up mode bits (0o666 for every writable file): only POSIX ones mean anything. */
+export const POSIX_MODES = process.platform !== 'win32';
 
 export function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;

@@ -3,7 +3,7 @@ import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { RegistryUnavailableError } from '../errors.js';
-import { codeOf } from './directory.js';
+import { POSIX_MODES, codeOf } from './directory.js';
 import { MAX_RECORD_BYTES, isRecordFileName, parseRecord, recordFileName, type LocalRecord } from './record.js';
 
 // O_NOFOLLOW: a planted symlink is refused by the kernel, with no check-then-open race.
@@ -33,25 +33,25 @@ export async function readRecordFile(dir: string, name: string): Promise<ReadOut
     const stats = await lstat(path).catch(() => undefined);
     if (stats === undefined) return { kind: 'gone' };
     const stamp = `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
-    if (stats.isSymbolicLink()) return { kind: 'skip', reason: 'is a symbolic link', stamp };
+    if (stats.isSymbolicLink()) return { kind: 'skip', reason: 'a symbolic link', stamp };
     return { kind: 'skip', reason: `cannot be opened (${code})`, stamp };
   }
   try {
     const stats = await handle.stat();
     const stamp = `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
     const skip = (reason: string): ReadOutcome => ({ kind: 'skip', reason, stamp });
-    if (!stats.isFile()) return skip('is not a regular file');
+    if (!stats.isFile()) return skip('not a regular file');
     const uid = process.getuid?.();
     // The directory is ours and 0700, so such a file means someone with more rights than another
     // local user put it there, or the checks on the directory were bypassed: trust it no further.
-    if (uid !== undefined && stats.uid !== uid) return skip(`is owned by uid ${stats.uid}, not by this user`);
-    if ((stats.mode & 0o022) !== 0) return skip('is writable by group or others');
-    if (stats.size > MAX_RECORD_BYTES) return skip(`is larger than ${MAX_RECORD_BYTES} bytes`);
+    if (uid !== undefined && stats.uid !== uid) return skip(`owned by uid ${stats.uid}, not by this user`);
+    if (POSIX_MODES && (stats.mode & 0o022) !== 0) return skip('writable by group or others');
+    if (stats.size > MAX_RECORD_BYTES) return skip(`larger than ${MAX_RECORD_BYTES} bytes`);
     let json: unknown;
     try {
       json = JSON.parse(await handle.readFile({ encoding: 'utf8' }));
     } catch {
-      return skip('is not valid JSON');
+      return skip('not valid JSON');
     }
     const parsed = parseRecord(json, name);
     if (!parsed.ok) return skip(parsed.reason);

@@ -186,7 +186,7 @@ export function parseRecord(raw: unknown, fileName: string): RecordParse {
   const instance = parseInstance(raw.instance);
   if (!instance.ok) return bad(`instance.${instance.field}: ${instance.reason}`);
   if (recordFileName(instance.value.id) !== fileName) {
-    return bad(`holds instance "${instance.value.id}", which belongs in ${recordFileName(instance.value.id)}`);
+    return bad(`instance "${instance.value.id}" belongs in ${recordFileName(instance.value.id)}`);
   }
   const owner = raw.owner;
   if (!isObject(owner) || !isInt(owner.pid) || typeof owner.hostname !== 'string' || typeof owner.registry !== 'string') {

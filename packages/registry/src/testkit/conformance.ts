@@ -154,12 +154,16 @@ export function registryConformance(name: string, target: ConformanceTarget): vo
       await expect(writer.deregister(`${service}-1`)).resolves.toBeUndefined();
     });
 
-    it('reaps an instance that stays critical past deregisterCriticalAfterMs', async () => {
+    // A real agent reaps after at least 1 min (checked every 30 s): too slow for a test run.
+    const reapAfterMs = Math.max(300, target.minDeregisterCriticalAfterMs ?? 0);
+    const reapTitle = 'reaps an instance that stays critical past deregisterCriticalAfterMs';
+    if (reapAfterMs > 10_000) console.info(`[conformance] ${name}: "${reapTitle}" not run (the backend's minimum is ${reapAfterMs} ms)`);
+    else it(reapTitle, async () => {
       const service = uniqueService();
       const registry = await open();
       const server = await healthServer();
-      await registry.register(instance(service, server), { ttlMs: 200, deregisterCriticalAfterMs: 300 });
-      const deadline = Date.now() + 200 + 300 + target.settleMs + 3_000;
+      await registry.register(instance(service, server), { ttlMs: 200, deregisterCriticalAfterMs: reapAfterMs });
+      const deadline = Date.now() + 200 + reapAfterMs + target.settleMs + 3_000;
       let forgotten = false;
       while (!forgotten && Date.now() < deadline) {
         await delay(100);

@@ -18,6 +18,8 @@ export interface ConformanceTarget {
   settleMs: number;
   /** The smallest HTTP check interval the backend honours (Consul raises < 1 s to 1 s). */
   minCheckIntervalMs: number;
+  /** The smallest deregisterCriticalAfterMs the backend honours (a real Consul agent: 1 min, reaped every 30 s). Default 0. */
+  minDeregisterCriticalAfterMs?: number;
   /** Config for a separate OS process to reach the same backend; absent for in-process backends. */
   peerProcessConfig?(): PeerRegistryConfig;
   /** Restart the backend the way a real one restarts (Consul dev agent: every registration lost). */

@@ -1,0 +1,199 @@
+import { InvalidOptionsError } from '@peerlb/registry';
+import { numberOption, optionsObject } from './option-checks.js';
+import type { LoadMetric, LoadTracker, Outcome } from './types.js';
+
+/**
+ * Trackers hand out ONE completion callback per tracker, bound once, instead of a closure per
+ * request: the outcome already carries the latency, so the callback needs no per-request state
+ * and starting a request allocates nothing. The price: call it exactly once per `start`
+ * (a second call would count a phantom completion; `inFlight` never goes below zero).
+ */
+type Complete = (outcome: Outcome, now: number) => void;
+
+/** Load = requests in flight. Cheapest metric; what `leastRequests()`/`roundRobin()`/`random()` use. */
+export function leastRequestsLoad(): LoadMetric {
+  return { name: 'least-requests', create: () => new InFlightTracker() };
+}
+
+export class InFlightTracker implements LoadTracker {
+  #inFlight = 0;
+  readonly #complete: Complete = () => {
+    if (this.#inFlight > 0) this.#inFlight--;
+  };
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  load(_now?: number): number {
+    return this.#inFlight;
+  }
+
+  start(_now?: number): Complete {
+    this.#inFlight++;
+    return this.#complete;
+  }
+}
+
+export interface PeakEwmaOptions {
+  /** Time constant of the moving average and of the idle decay, in ms. Default 10 000. */
+  decayMs?: number;
+  /**
+   * Latency assumed for a peer with no sample yet. A number, or a function read until the first
+   * sample. Default: the running mean of successful latencies seen by all trackers of this
+   * metric (100 ms before any), so a new peer competes as an average one: not starved by a
+   * pessimistic guess, not swamped by an optimistic one (its in-flight count still raises its cost).
+   */
+  priorMs?: number | (() => number);
+  /** Least latency recorded for a failure (connect refused, reset, timeout, 5xx, 429). Default 1000. */
+  penaltyMs?: number;
+  /** A failure also records at least this multiple of the current estimate. Default 2. */
+  penaltyFactor?: number;
+  /** Cap on the penalty (an observed latency above it is still recorded as is). Default 30 000. */
+  maxPenaltyMs?: number;
+}
+
+export interface PeakEwmaConfig {
+  readonly decayMs: number;
+  readonly prior: () => number;
+  readonly penaltyMs: number;
+  readonly penaltyFactor: number;
+  readonly maxPenaltyMs: number;
+  /** Feeds the adaptive prior; absent when the prior is fixed. */
+  readonly learn: ((latencyMs: number) => void) | undefined;
+}
+
+const DEFAULT_PRIOR_MS = 100;
+
+/**
+ * Peak-EWMA (Finagle, linkerd): cost = latency estimate × (in flight + 1).
+ *
+ * - A sample above the current estimate replaces it at once (peak-sensitive: a slowing peer is
+ *   avoided immediately); a lower sample is blended in with weight 1 − exp(−elapsed/decayMs).
+ * - With no samples the estimate decays towards 0 with the same time constant, exactly as the
+ *   Finagle/linkerd implementations do by observing a zero on every read. This is what brings a
+ *   peer that was penalised and then starved of traffic back into rotation to be measured again.
+ *   Reads here are pure (the decay is computed, not stored), so a read changes nothing.
+ * - Failures record a penalty rather than their (often tiny) latency, so a peer that refuses
+ *   connections in 1 ms looks expensive, not attractive.
+ * - Our own aborts (`reason: 'aborted'`) are censored samples: the real latency is at least the
+ *   observed one, so they may raise the estimate but never lower it.
+ */
+export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
+  const field = 'peakEwma';
+  const o = optionsObject(field, options);
+  const decayMs = numberOption(`${field}.decayMs`, o.decayMs, 10_000, { min: 0, exclusiveMin: true });
+  const penaltyMs = numberOption(`${field}.penaltyMs`, o.penaltyMs, 1000, { min: 0 });
+  const penaltyFactor = numberOption(`${field}.penaltyFactor`, o.penaltyFactor, 2, { min: 1 });
+  const maxPenaltyMs = numberOption(`${field}.maxPenaltyMs`, o.maxPenaltyMs, Math.max(30_000, penaltyMs), {
+    min: penaltyMs,
+  });
+  let prior: () => number;
+  let learn: ((latencyMs: number) => void) | undefined;
+  if (typeof o.priorMs === 'function') {
+    const read = o.priorMs;
+    prior = () => sanitise(read());
+  } else if (o.priorMs !== undefined) {
+    const fixed = numberOption(`${field}.priorMs`, o.priorMs, DEFAULT_PRIOR_MS, { min: 0 });
+    prior = () => fixed;
+  } else {
+    // Running mean first, then an EWMA over samples (not time): cheap, and it follows drift.
+    let mean = DEFAULT_PRIOR_MS;
+    let samples = 0;
+    prior = () => mean;
+    learn = (latencyMs) => {
+      samples = samples < 20 ? samples + 1 : samples;
+      mean += (latencyMs - mean) / samples;
+    };
+  }
+  const config: PeakEwmaConfig = { decayMs, prior, penaltyMs, penaltyFactor, maxPenaltyMs, learn };
+  return { name: 'peak-ewma', create: () => new PeakEwmaTracker(config) };
+}
+
+export class PeakEwmaTracker implements LoadTracker {
+  readonly #config: PeakEwmaConfig;
+  #inFlight = 0;
+  #estimate = 0;
+  /** Clock reading of the last sample; NaN until the first one. */
+  #stamp = Number.NaN;
+  readonly #complete: Complete = (outcome, now) => {
+    if (this.#inFlight > 0) this.#inFlight--;
+    this.#record(outcome, now);
+  };
+
+  /** @internal Built by `peakEwma().create()`. */
+  constructor(config: PeakEwmaConfig) {
+    this.#config = config;
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The latency estimate at `now` (ms), before the in-flight multiplier. For stats. */
+  estimateMs(now: number): number {
+    if (Number.isNaN(this.#stamp)) return this.#config.prior();
+    const elapsed = now - this.#stamp;
+    return elapsed > 0 ? this.#estimate * Math.exp(-elapsed / this.#config.decayMs) : this.#estimate;
+  }
+
+  load(now: number): number {
+    return this.estimateMs(now) * (this.#inFlight + 1);
+  }
+
+  start(_now?: number): Complete {
+    this.#inFlight++;
+    return this.#complete;
+  }
+
+  #record(outcome: Outcome, now: number): void {
+    const observed = sanitise(outcome.latencyMs);
+    const config = this.#config;
+    if (outcome.kind === 'success') {
+      config.learn?.(observed);
+      this.#observe(observed, now, false);
+    } else if (outcome.reason === 'aborted') {
+      this.#observe(observed, now, true);
+    } else {
+      const current = this.estimateMs(now);
+      const penalty = Math.min(config.maxPenaltyMs, Math.max(config.penaltyMs, config.penaltyFactor * current));
+      this.#observe(Math.max(observed, penalty), now, false);
+    }
+  }
+
+  #observe(sample: number, now: number, censored: boolean): void {
+    const first = Number.isNaN(this.#stamp);
+    const current = this.estimateMs(now);
+    if (sample > current) {
+      this.#estimate = sample;
+    } else if (censored) {
+      this.#estimate = current;
+    } else if (first) {
+      // The prior was a guess: the first real sample replaces it.
+      this.#estimate = sample;
+    } else {
+      const elapsed = Math.max(0, now - this.#stamp);
+      const keep = Math.exp(-elapsed / this.#config.decayMs);
+      this.#estimate = current * keep + sample * (1 - keep);
+    }
+    // A clock that steps back must not make the next decay larger.
+    this.#stamp = first ? now : Math.max(this.#stamp, now);
+  }
+}
+
+function sanitise(ms: number): number {
+  return Number.isFinite(ms) && ms > 0 ? ms : 0;
+}
+
+/** Checks a user-supplied metric value enough that a typo fails at construction, not per request. */
+export function validateLoadMetric(field: string, metric: unknown): LoadMetric {
+  if (
+    metric === null ||
+    typeof metric !== 'object' ||
+    typeof (metric as LoadMetric).create !== 'function' ||
+    typeof (metric as LoadMetric).name !== 'string'
+  ) {
+    throw new InvalidOptionsError(field, 'must be a LoadMetric ({ name, create() }), e.g. peakEwma()');
+  }
+  return metric as LoadMetric;
+}

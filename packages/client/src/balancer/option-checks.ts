@@ -1,0 +1,60 @@
+import { InvalidOptionsError } from '@peerlb/registry';
+
+export interface NumberRule {
+  readonly min?: number;
+  /** When true, `min` itself is rejected (strictly greater than). */
+  readonly exclusiveMin?: boolean;
+  readonly max?: number;
+  readonly integer?: boolean;
+}
+
+/** An options bag: `undefined` means all defaults; anything but a plain object is refused. */
+export function optionsObject<T extends object>(field: string, value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidOptionsError(field, 'must be an object');
+  }
+  return value;
+}
+
+/** A finite number within `rule`, or `fallback` when left out. */
+export function numberOption(field: string, value: unknown, fallback: number, rule: NumberRule = {}): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    throw new InvalidOptionsError(field, `must be a finite number, got ${describe(value)}`);
+  }
+  if (rule.integer === true && !Number.isInteger(value)) {
+    throw new InvalidOptionsError(field, `must be an integer, got ${value}`);
+  }
+  if (rule.min !== undefined && (rule.exclusiveMin === true ? value <= rule.min : value < rule.min)) {
+    throw new InvalidOptionsError(field, `must be ${rule.exclusiveMin === true ? '>' : '>='} ${rule.min}, got ${value}`);
+  }
+  if (rule.max !== undefined && value > rule.max) {
+    throw new InvalidOptionsError(field, `must be <= ${rule.max}, got ${value}`);
+  }
+  return value;
+}
+
+export function booleanOption(field: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionsError(field, `must be a boolean, got ${describe(value)}`);
+  return value;
+}
+
+export function functionOption<F extends (...args: never[]) => unknown>(
+  field: string,
+  value: unknown,
+  fallback: F,
+): F {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'function') throw new InvalidOptionsError(field, `must be a function, got ${describe(value)}`);
+  return value as F;
+}
+
+function describe(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+  if (typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) {
+    return String(value);
+  }
+  return typeof value;
+}

@@ -1,0 +1,45 @@
+import { peakEwma, validateLoadMetric } from './load-metrics.js';
+import { optionsObject } from './option-checks.js';
+import { ALL_EXCLUDED, NO_PEERS, peerResults, snapshotOf } from './pick-results.js';
+import { sampleIndex } from './sample.js';
+import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';
+
+export interface P2cOptions {
+  /** How peers are tracked and compared. Default `peakEwma()`. */
+  metric?: LoadMetric;
+}
+
+/**
+ * Power of two choices: draw two distinct peers at random, take the less loaded (by
+ * `tracker.load(now)`). O(1), no allocation per pick, and it avoids the herding of "always the
+ * least loaded" when many clients share stale load views. The default balancer.
+ */
+export function p2c(options?: P2cOptions): Balancer {
+  const o = optionsObject('p2c', options);
+  const metric = o.metric === undefined ? peakEwma() : validateLoadMetric('p2c.metric', o.metric);
+  return {
+    name: 'p2c',
+    metric,
+    build: (peers) => twoChoices(peers, (peer, now) => peer.tracker.load(now)),
+  };
+}
+
+export function twoChoices<P extends PickablePeer>(
+  input: readonly P[],
+  loadOf: (peer: P, now: number) => number,
+): Picker<P> {
+  const peers = snapshotOf(input);
+  const results = peerResults(peers);
+  return {
+    size: peers.length,
+    pick(ctx: PickContext): PickResult<P> {
+      if (peers.length === 0) return NO_PEERS;
+      const a = sampleIndex(peers, ctx.exclude, ctx.random);
+      if (a < 0) return ALL_EXCLUDED;
+      const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
+      if (b < 0) return results[a]!;
+      // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
+      return loadOf(peers[b]!, ctx.now) < loadOf(peers[a]!, ctx.now) ? results[b]! : results[a]!;
+    },
+  };
+}

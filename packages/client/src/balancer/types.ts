@@ -1,0 +1,66 @@
+import type { ServiceInstance } from '@peerlb/registry';
+
+/** How one request to a peer ended, as far as load and health tracking care. */
+export type Outcome =
+  | { readonly kind: 'success'; readonly latencyMs: number }
+  | {
+      readonly kind: 'failure';
+      readonly latencyMs: number;
+      /** connect: no byte was sent; reset/timeout: may have reached the peer; status: an HTTP 5xx or 429. */
+      readonly reason: 'connect' | 'reset' | 'timeout' | 'status' | 'aborted';
+      readonly statusCode?: number;
+    };
+
+/** Per-peer load estimate. `start` marks a request in flight and returns its completion callback. */
+export interface LoadTracker {
+  /** Current load estimate; lower is better. Comparable across trackers of one metric only. */
+  load(now: number): number;
+  start(now: number): (outcome: Outcome, now: number) => void;
+  /** Requests in flight now. */
+  readonly inFlight: number;
+}
+
+export interface LoadMetric {
+  readonly name: string;
+  create(): LoadTracker;
+}
+
+/** What a picker sees of a peer. The client's Peer object satisfies it. */
+export interface PickablePeer {
+  readonly id: string;
+  readonly instance: ServiceInstance;
+  readonly tracker: LoadTracker;
+}
+
+export interface PickContext {
+  /** Uniform in [0, 1). Injected so picking is a pure, reproducible function of snapshot + randomness. */
+  readonly random: () => number;
+  /** Current time (ms), for load metrics that decay. */
+  readonly now: number;
+  /** Peers not to pick (already tried by this request). */
+  readonly exclude?: ReadonlySet<string>;
+  /** Affinity key for consistent hashing (ignored by other pickers). */
+  readonly key?: string;
+}
+
+export type PickResult<P extends PickablePeer> =
+  | { readonly kind: 'peer'; readonly peer: P }
+  | { readonly kind: 'unavailable'; readonly reason: 'no-peers' | 'all-excluded' };
+
+/** An immutable snapshot of the peers eligible right now. Rebuilt when membership or health changes. */
+export interface Picker<P extends PickablePeer> {
+  readonly size: number;
+  pick(ctx: PickContext): PickResult<P>;
+}
+
+/** A balancing policy as a value: builds picker snapshots. */
+export interface Balancer {
+  readonly name: string;
+  /**
+   * The load metric this policy wants peers tracked with (the client creates one tracker per
+   * peer from it). Optional so hand-written balancers need not care; the client then uses
+   * `peakEwma()`. Every built-in balancer sets it.
+   */
+  readonly metric?: LoadMetric;
+  build<P extends PickablePeer>(peers: readonly P[]): Picker<P>;
+}

@@ -1,0 +1,273 @@
+import {
+  ClosedError,
+  consoleLogger,
+  InvalidOptionsError,
+  validateDurationMs,
+  validateServiceName,
+  type Registry,
+  type RegistryLogger,
+} from '@peerlb/registry';
+import {
+  p2c,
+  peakEwma,
+  validateLoadMetric,
+  validatePanicThreshold,
+  type Balancer,
+  type LoadMetric,
+} from './balancer/index.js';
+import {
+  BreakerFactory,
+  CallerRateLimiter,
+  OutlierDetector,
+  RetryBudget,
+  type BreakerOptions,
+  type CallerRateLimitOptions,
+  type OutlierDetectionOptions,
+  type RetryBudgetOptions,
+} from './resilience/index.js';
+import { resolveDiscoveryOptions, type DiscoveryOptions } from './discovery/index.js';
+import { BalancedDispatcher, type BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
+import { ClientEvents, type ClientEventMap, type ClientEventName } from './events.js';
+import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
+import { balancedCall, type BalancedResponse, type PipelineContext } from './pipeline/request-pipeline.js';
+import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
+import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
+import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
+
+export interface RetryOptions {
+  /** Attempts per call, the first included (default 3; 1 disables retries). */
+  maxAttempts?: number;
+  /** Retries allowed as a share of recent calls, plus a floor (default `{ ratio: 0.2, minPerSec: 10 }`); `false`: no budget. */
+  budget?: RetryBudgetOptions | false;
+  /** Longest a peer's `Retry-After` keeps it out of the picker (default 30 000 ms). */
+  maxRetryAfterMs?: number;
+}
+
+export interface ClientOptions {
+  /** Where instances are discovered. The client watches it; it does not close it unless `closeRegistry`. */
+  registry: Registry;
+  /** How a peer is chosen (default `p2c()` over peak-EWMA load). */
+  balancer?: Balancer;
+  /** How peers' load is tracked (default: the balancer's own metric, else `peakEwma()`). */
+  loadMetric?: LoadMetric;
+  /** One circuit breaker per peer (default on, see `BreakerOptions`); `false` disables. */
+  breaker?: BreakerOptions | false;
+  /** Outlier ejection on consecutive failures (default on); `false` disables. */
+  outlier?: OutlierDetectionOptions | false;
+  /** Below this share of healthy peers, all peers are used again (default 0.5; 0 disables panic mode). */
+  healthyPanicThreshold?: number;
+  /** Retries on another peer (default on); `false`: one attempt per call. */
+  retry?: RetryOptions | false;
+  /** A token bucket per caller (default off). */
+  rateLimit?: CallerRateLimitOptions | false;
+  /** Default deadline of a call, response body included (default 30 000 ms). */
+  timeoutMs?: number;
+  /** Staleness and empty-answer rules for registry data. */
+  discovery?: DiscoveryOptions;
+  /** Connection pool of each peer. */
+  pool?: PoolOptions;
+  /** A leaving peer's pool drains this long before it is destroyed (default 10 000 ms). */
+  retireGraceMs?: number;
+  /** Builds each peer's pool (default: an undici `Pool`). */
+  transportFactory?: TransportFactory;
+  /** Uniform random source in [0, 1) for pickers (default `Math.random`). */
+  random?: () => number;
+  /** Monotonic clock in ms (default `performance.now`). */
+  clock?: () => number;
+  /** Default caller identity: rate-limit key and `x-peerlb-caller` header when a call names none. */
+  caller?: string;
+  /** Where warnings go (default: console). */
+  logger?: RegistryLogger;
+  /** Close the registry with the client (default false). */
+  closeRegistry?: boolean;
+}
+
+export interface Client {
+  /** Sends one request to a peer of `options.service`. Resolves with the response, whatever its status. */
+  request(options: RequestOptions): Promise<BalancedResponse>;
+  /**
+   * An undici `Dispatcher` going through this client. With `service`, every request goes to it;
+   * without, the URL's host names the service (`http://users/path`).
+   */
+  dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher;
+  /** A snapshot of every service and peer the client knows. */
+  stats(): ClientStats;
+  on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
+  once<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
+  off<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
+  /** Stops watches, timers and breakers; pools drain (up to `retireGraceMs`) and close. Idempotent. */
+  close(): Promise<void>;
+  readonly closed: boolean;
+}
+
+/** Builds a client. Every option is validated here; an invalid one throws `InvalidOptionsError` naming it. */
+export function createClient(options: ClientOptions): Client {
+  return new BalancingClient(options);
+}
+
+function isRegistry(value: unknown): value is Registry {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof (value as Registry).watch === 'function' &&
+    typeof (value as Registry).list === 'function' &&
+    typeof (value as Registry).close === 'function'
+  );
+}
+
+function optionalFunction<F>(value: unknown, field: string, fallback: F): F {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'function') throw new InvalidOptionsError(field, 'must be a function');
+  return value as F;
+}
+
+function optionalObject(value: unknown, field: string): void {
+  if (value !== undefined && value !== false && (value === null || typeof value !== 'object')) {
+    throw new InvalidOptionsError(field, 'must be an object or false');
+  }
+}
+
+class BalancingClient implements Client, PipelineContext {
+  readonly limiter: CallerRateLimiter | undefined;
+  readonly budget: RetryBudget | undefined;
+  readonly maxAttempts: number;
+  readonly maxRetryAfterMs: number;
+  readonly timeoutMs: number;
+  readonly defaultCaller: string | undefined;
+  readonly random: () => number;
+  readonly clock: () => number;
+  readonly events: ClientEvents;
+  private readonly serviceContext: ServiceContext;
+  private readonly services = new Map<string, ServicePeers>();
+  private readonly registry: Registry;
+  private readonly closeRegistry: boolean;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: ClientOptions) {
+    if (options === null || typeof options !== 'object') throw new InvalidOptionsError('options', 'must be an object');
+    if (!isRegistry(options.registry)) {
+      throw new InvalidOptionsError('registry', 'must be a Registry (watch, list, close), e.g. registryFromEnv()');
+    }
+    this.registry = options.registry;
+    const logger = options.logger ?? consoleLogger;
+    if (logger === null || typeof logger !== 'object' || typeof logger.warn !== 'function') {
+      throw new InvalidOptionsError('logger', 'must have a warn(message, details?) method');
+    }
+    const balancer = options.balancer ?? p2c();
+    if (balancer === null || typeof balancer !== 'object' || typeof balancer.build !== 'function') {
+      throw new InvalidOptionsError('balancer', 'must be a Balancer ({ name, build }), e.g. p2c()');
+    }
+    const metric: LoadMetric =
+      options.loadMetric !== undefined
+        ? validateLoadMetric('loadMetric', options.loadMetric)
+        : (balancer.metric ?? peakEwma());
+    optionalObject(options.breaker, 'breaker');
+    const breakers = options.breaker === false ? undefined : new BreakerFactory(options.breaker, 'breaker');
+    optionalObject(options.outlier, 'outlier');
+    const outlier = options.outlier === false ? false : (options.outlier ?? {});
+    // Validate now: services build their detectors later, when first called.
+    if (outlier !== false) new OutlierDetector(outlier, 'outlier');
+    const panicThreshold = validatePanicThreshold('healthyPanicThreshold', options.healthyPanicThreshold);
+
+    optionalObject(options.retry, 'retry');
+    const retry = options.retry === false ? { maxAttempts: 1, budget: false as const } : (options.retry ?? {});
+    const maxAttempts = retry.maxAttempts ?? 3;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 10) {
+      throw new InvalidOptionsError('retry.maxAttempts', 'must be an integer in 1..10');
+    }
+    this.maxAttempts = maxAttempts;
+    optionalObject(retry.budget, 'retry.budget');
+    this.budget = retry.budget === false ? undefined : new RetryBudget(retry.budget, 'retry.budget');
+    this.maxRetryAfterMs = validateDurationMs(retry.maxRetryAfterMs ?? 30_000, 'retry.maxRetryAfterMs');
+
+    if (options.rateLimit !== undefined && options.rateLimit !== false) {
+      this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
+    }
+    this.timeoutMs = validateDurationMs(options.timeoutMs ?? 30_000, 'timeoutMs');
+    this.defaultCaller = options.caller === undefined ? undefined : validateCaller(options.caller, 'caller');
+    this.random = optionalFunction(options.random, 'random', Math.random);
+    this.clock = optionalFunction(options.clock, 'clock', () => performance.now());
+    if (options.closeRegistry !== undefined && typeof options.closeRegistry !== 'boolean') {
+      throw new InvalidOptionsError('closeRegistry', 'must be a boolean');
+    }
+    this.closeRegistry = options.closeRegistry ?? false;
+    this.events = new ClientEvents(logger);
+    this.serviceContext = Object.freeze({
+      registry: this.registry,
+      balancer,
+      metric,
+      breakers,
+      outlier,
+      panicThreshold,
+      transportFactory: optionalFunction(options.transportFactory, 'transportFactory', undiciPoolFactory),
+      poolOptions: resolvePoolOptions(options.pool, 'pool'),
+      retireGraceMs: validateDurationMs(options.retireGraceMs ?? 10_000, 'retireGraceMs'),
+      discovery: resolveDiscoveryOptions(options.discovery, 'discovery'),
+      events: this.events,
+      logger,
+      clock: this.clock,
+    });
+  }
+
+  get closed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** The live state of a service, watched from the first call on and kept while the client lives. */
+  service(name: string): ServicePeers {
+    const known = this.services.get(name);
+    if (known !== undefined) return known;
+    if (this.closing) throw new ClosedError('client');
+    validateServiceName(name, 'service');
+    const svc = new ServicePeers(name, this.serviceContext);
+    this.services.set(name, svc);
+    svc.start();
+    return svc;
+  }
+
+  request(options: RequestOptions): Promise<BalancedResponse> {
+    if (this.closing) return Promise.reject(new ClosedError('client'));
+    return balancedCall(this, options);
+  }
+
+  dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher {
+    if (this.closing) throw new ClosedError('client');
+    if (service !== undefined) validateServiceName(service, 'service');
+    return new BalancedDispatcher(this, service, options);
+  }
+
+  stats(): ClientStats {
+    const now = this.clock();
+    const services: Record<string, ServiceStats> = {};
+    for (const [name, svc] of this.services) services[name] = serviceStats(svc, now);
+    return { closed: this.closed, services };
+  }
+
+  on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {
+    this.events.on(event, listener);
+    return this;
+  }
+
+  once<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {
+    this.events.once(event, listener);
+    return this;
+  }
+
+  off<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {
+    this.events.off(event, listener);
+    return this;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    const closing = [...this.services.values()].map((svc) => svc.close());
+    this.serviceContext.breakers?.close();
+    await Promise.all(closing);
+    this.events.removeAll();
+    if (this.closeRegistry) await this.registry.close();
+  }
+}

@@ -1,0 +1,67 @@
+import { PeerlbError } from '@peerlb/registry';
+
+/** The public face of a peer in errors, events and responses: no breaker, no pool. */
+export interface PeerInfo {
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+interface FailureDetails {
+  readonly service: string;
+  /** Every peer an attempt was sent to (or tried to connect to), in order. */
+  readonly peersTried: readonly PeerInfo[];
+  readonly cause?: unknown;
+}
+
+/**
+ * No peer could take the request: the service has no healthy instance, every candidate was
+ * excluded, or nothing was heard from the registry before the deadline (`cause` then holds the
+ * registry's last error, if any).
+ */
+export class NoPeersError extends PeerlbError {
+  readonly service: string;
+  readonly peersTried: readonly PeerInfo[];
+
+  constructor(message: string, details: FailureDetails) {
+    super('PEERLB_NO_PEERS', message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.service = details.service;
+    this.peersTried = details.peersTried;
+  }
+}
+
+/** The call's deadline (`timeoutMs`) passed before a response arrived; `cause` is the last attempt's error. */
+export class DeadlineError extends PeerlbError {
+  readonly service: string;
+  readonly timeoutMs: number;
+  readonly peersTried: readonly PeerInfo[];
+
+  constructor(details: FailureDetails & { readonly timeoutMs: number }) {
+    super(
+      'PEERLB_DEADLINE',
+      `request to "${details.service}" exceeded its ${details.timeoutMs} ms deadline`,
+      details.cause === undefined ? undefined : { cause: details.cause },
+    );
+    this.service = details.service;
+    this.timeoutMs = details.timeoutMs;
+    this.peersTried = details.peersTried;
+  }
+}
+
+/**
+ * The request failed on the peers it was sent to and could not (or could no longer) be retried:
+ * not safe to repeat, retries or retry budget exhausted. `cause` is the last attempt's error.
+ */
+export class UpstreamError extends PeerlbError {
+  readonly service: string;
+  readonly peersTried: readonly PeerInfo[];
+  /** Why no further attempt was made. */
+  readonly reason: 'not-retryable' | 'attempts-exhausted' | 'budget-exhausted' | 'no-other-peer';
+
+  constructor(message: string, details: FailureDetails & { readonly reason: UpstreamError['reason'] }) {
+    super('PEERLB_UPSTREAM', message, details.cause === undefined ? undefined : { cause: details.cause });
+    this.service = details.service;
+    this.peersTried = details.peersTried;
+    this.reason = details.reason;
+  }
+}

@@ -1,0 +1,274 @@
+import type { Registry, RegistryLogger, ServiceInstance } from '@peerlb/registry';
+import { eligiblePeers, type Balancer, type LoadMetric, type Outcome, type Picker } from '../balancer/index.js';
+import { ServiceWatch, type DiscoveryRules, type DiscoverySink, type DiscoveryStatus } from '../discovery/index.js';
+import {
+  OutlierDetector,
+  type BreakerFactory,
+  type BreakerState,
+  type OutlierDetectionOptions,
+  type OutlierEvent,
+} from '../resilience/index.js';
+import type { ClientEvents } from '../events.js';
+import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
+import { Peer } from './peer.js';
+
+/** Everything a service's peer set needs from the client that owns it. */
+export interface ServiceContext {
+  readonly registry: Registry;
+  readonly balancer: Balancer;
+  readonly metric: LoadMetric;
+  /** Undefined when breakers are disabled. */
+  readonly breakers: BreakerFactory | undefined;
+  /** False when outlier ejection is disabled. */
+  readonly outlier: OutlierDetectionOptions | false;
+  readonly panicThreshold: number;
+  readonly transportFactory: TransportFactory;
+  readonly poolOptions: ResolvedPoolOptions;
+  /** How long a leaving peer's pool may drain before it is destroyed. */
+  readonly retireGraceMs: number;
+  readonly discovery: DiscoveryRules;
+  readonly events: ClientEvents;
+  readonly logger: RegistryLogger;
+  /** Monotonic clock (ms), shared with load metrics, outlier detection and the rate limiter. */
+  readonly clock: () => number;
+}
+
+export interface ServiceCounters {
+  /** Calls made (not attempts). */
+  requests: number;
+  /** Calls that ended in an error (not a response). */
+  failures: number;
+  retries: number;
+}
+
+/**
+ * The live state of one service inside a client: its registry watch, its peers (identity kept
+ * across updates), and the picker snapshot the request path reads. Rebuilt, never mutated, when
+ * membership or health changes, so a pick is a read of one field plus the picker's own work.
+ */
+export class ServicePeers implements DiscoverySink {
+  readonly watch: ServiceWatch;
+  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0 };
+  picker: Picker<Peer>;
+  /** The peers the current picker was built from. */
+  eligibleList: readonly Peer[] = [];
+  private readonly peers = new Map<string, Peer>();
+  private list: Peer[] = [];
+  private readonly detector: OutlierDetector | undefined;
+  private panic = false;
+  private expired = false;
+  private restoreTimer: NodeJS.Timeout | undefined;
+  private avoidTimer: NodeJS.Timeout | undefined;
+  private avoidTimerAt = Infinity;
+  private readonly retiring = new Set<Promise<void>>();
+  private closed = false;
+  private readonly isHealthy = (peer: Peer): boolean =>
+    peer.breaker?.state !== 'open' &&
+    (this.detector === undefined || !this.detector.isEjected(peer.id)) &&
+    peer.avoidUntil <= this.ctx.clock();
+
+  constructor(
+    readonly service: string,
+    private readonly ctx: ServiceContext,
+  ) {
+    this.picker = ctx.balancer.build<Peer>([]);
+    this.detector = ctx.outlier === false ? undefined : new OutlierDetector(ctx.outlier, 'outlier');
+    this.watch = new ServiceWatch(ctx.registry, service, ctx.discovery, this, ctx.logger);
+  }
+
+  start(): void {
+    this.watch.start();
+  }
+
+  get peerList(): readonly Peer[] {
+    return this.list;
+  }
+
+  get inPanic(): boolean {
+    return this.panic;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get isExpired(): boolean {
+    return this.expired;
+  }
+
+  isEjected(peer: Peer): boolean {
+    return this.detector?.isEjected(peer.id) ?? false;
+  }
+
+  ejectedUntil(peer: Peer): number | undefined {
+    return this.detector?.peerState(peer.id)?.ejectedUntil;
+  }
+
+  // --- DiscoverySink -------------------------------------------------------------------------
+
+  instances(instances: readonly ServiceInstance[]): void {
+    if (this.closed) return;
+    const next = new Map<string, Peer>();
+    for (const instance of instances) {
+      const existing = this.peers.get(instance.id);
+      if (existing && existing.sameEndpoint(instance)) {
+        existing.instance = instance;
+        next.set(instance.id, existing);
+      } else {
+        next.set(instance.id, existing ? this.replace(existing, instance) : this.add(instance));
+      }
+    }
+    for (const [id, peer] of this.peers) if (!next.has(id)) this.retire(peer);
+    this.peers.clear();
+    for (const [id, peer] of next) this.peers.set(id, peer);
+    this.list = [...next.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.rebuild();
+  }
+
+  staleChanged(status: DiscoveryStatus): void {
+    if (this.closed) return;
+    const event = { service: this.service, stale: status.stale, expired: status.expired };
+    this.ctx.events.emit('stale', status.lastError ? { ...event, error: status.lastError } : event);
+    if (status.expired !== this.expired) {
+      this.expired = status.expired;
+      this.rebuild();
+    }
+  }
+
+  // --- health feedback -----------------------------------------------------------------------
+
+  /** Feeds one finished attempt to outlier detection. (The load tracker is completed by the caller.) */
+  record(peer: Peer, outcome: Outcome, now: number): void {
+    if (outcome.kind === 'failure' && outcome.reason !== 'aborted') peer.failures++;
+    if (this.detector === undefined || peer.retired) return;
+    const event = this.detector.record(peer.id, outcome, now);
+    if (event) this.onOutlierEvents([event]);
+  }
+
+  /** The peer answered 429/503 with Retry-After: keep it out of the picker that long. */
+  avoid(peer: Peer, ms: number): void {
+    if (peer.retired || ms <= 0) return;
+    const until = this.ctx.clock() + ms;
+    if (until <= peer.avoidUntil) return;
+    const wasAvoided = peer.avoidUntil > this.ctx.clock();
+    peer.avoidUntil = until;
+    if (!wasAvoided) this.rebuild();
+    this.armAvoidTimer(until);
+  }
+
+  // --- lifecycle -----------------------------------------------------------------------------
+
+  /** Stops the watch and retires every peer; resolves once their pools are closed. */
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.watch.close();
+      if (this.restoreTimer) clearTimeout(this.restoreTimer);
+      if (this.avoidTimer) clearTimeout(this.avoidTimer);
+      for (const peer of this.peers.values()) this.retire(peer, false);
+      this.peers.clear();
+      this.list = [];
+      this.eligibleList = [];
+      this.picker = this.ctx.balancer.build<Peer>([]);
+    }
+    await Promise.all([...this.retiring]);
+  }
+
+  private add(instance: ServiceInstance): Peer {
+    const ctx = this.ctx;
+    const breaker = ctx.breakers?.create(instance.id);
+    const peer = new Peer(instance, ctx.metric.create(), breaker, ctx.transportFactory, ctx.poolOptions);
+    breaker?.onStateChange((state) => this.onBreaker(peer, state));
+    this.detector?.add(peer.id);
+    ctx.events.emit('peer:added', { service: this.service, peer: peer.info });
+    return peer;
+  }
+
+  private replace(old: Peer, instance: ServiceInstance): Peer {
+    this.retire(old);
+    return this.add(instance);
+  }
+
+  private retire(peer: Peer, announce = true): void {
+    if (peer.retired) return;
+    peer.retired = true;
+    peer.breaker?.shutdown();
+    this.detector?.remove(peer.id);
+    const retiring = peer.transport.retire(this.ctx.retireGraceMs);
+    this.retiring.add(retiring);
+    void retiring.then(() => this.retiring.delete(retiring));
+    if (announce) this.ctx.events.emit('peer:removed', { service: this.service, peer: peer.info });
+  }
+
+  private onBreaker(peer: Peer, state: BreakerState): void {
+    if (peer.retired || this.closed) return;
+    this.ctx.events.emit('breaker', { service: this.service, peer: peer.info, state });
+    this.rebuild();
+  }
+
+  private onOutlierEvents(events: readonly OutlierEvent[]): void {
+    for (const event of events) {
+      const peer = this.peers.get(event.peerId);
+      if (!peer) continue;
+      if (event.type === 'ejected') {
+        this.ctx.events.emit('peer:ejected', { service: this.service, peer: peer.info, durationMs: event.ejectionMs });
+      } else {
+        this.ctx.events.emit('peer:restored', { service: this.service, peer: peer.info });
+      }
+    }
+    this.rebuild();
+    this.armRestoreTimer();
+  }
+
+  private armRestoreTimer(): void {
+    if (this.restoreTimer) clearTimeout(this.restoreTimer);
+    this.restoreTimer = undefined;
+    const at = this.detector?.nextRestoreAt();
+    if (at === undefined || this.closed) return;
+    // One timer for the whole service, aimed at the earliest return.
+    this.restoreTimer = setTimeout(() => {
+      this.restoreTimer = undefined;
+      const events = this.detector!.restoreDue(this.ctx.clock());
+      if (events.length > 0) this.onOutlierEvents(events);
+      else this.armRestoreTimer();
+    }, Math.max(0, at - this.ctx.clock()) + 1);
+    this.restoreTimer.unref();
+  }
+
+  private armAvoidTimer(until: number): void {
+    if (this.closed || (this.avoidTimer && this.avoidTimerAt <= until)) return;
+    if (this.avoidTimer) clearTimeout(this.avoidTimer);
+    this.avoidTimerAt = until;
+    this.avoidTimer = setTimeout(() => {
+      this.avoidTimer = undefined;
+      this.avoidTimerAt = Infinity;
+      this.rebuild();
+      const now = this.ctx.clock();
+      let next = Infinity;
+      for (const peer of this.list) if (peer.avoidUntil > now && peer.avoidUntil < next) next = peer.avoidUntil;
+      if (next !== Infinity) this.armAvoidTimer(next);
+    }, Math.max(0, until - this.ctx.clock()) + 1);
+    this.avoidTimer.unref();
+  }
+
+  private rebuild(): void {
+    if (this.closed) return;
+    if (this.expired) {
+      this.eligibleList = [];
+      this.picker = this.ctx.balancer.build<Peer>([]);
+      return;
+    }
+    const eligible = eligiblePeers(this.list, this.isHealthy, this.ctx.panicThreshold);
+    this.eligibleList = eligible.peers;
+    this.picker = this.ctx.balancer.build(eligible.peers);
+    if (eligible.panic !== this.panic) {
+      this.panic = eligible.panic;
+      this.ctx.events.emit('panic', {
+        service: this.service,
+        active: eligible.panic,
+        healthy: eligible.healthy,
+        total: eligible.total,
+      });
+    }
+  }
+}

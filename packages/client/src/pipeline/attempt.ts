@@ -1,0 +1,54 @@
+import type { Outcome, PickContext } from '../balancer/index.js';
+import { classifyFailure, type FailureClass } from '../resilience/index.js';
+import type { Peer } from '../peers/peer.js';
+import type { ServicePeers } from '../peers/service-peers.js';
+
+/** A 5xx or 429 counts against the peer (load, breaker, outlier detection) even when it is returned. */
+export function isFailureStatus(statusCode: number): boolean {
+  return statusCode >= 500 || statusCode === 429;
+}
+
+export function statusOutcome(statusCode: number, latencyMs: number): Outcome {
+  return isFailureStatus(statusCode)
+    ? { kind: 'failure', reason: 'status', statusCode, latencyMs }
+    : { kind: 'success', latencyMs };
+}
+
+/**
+ * The outcome of an attempt that threw. Failures that are not the peer's doing (our abort, its
+ * pool closed because it left, its breaker refused) are recorded as `aborted`, which neither the
+ * load metric nor outlier detection holds against the peer.
+ */
+export function errorOutcome(failure: FailureClass, latencyMs: number): Outcome {
+  const reason = failure.peerFault ? failure.reason : 'aborted';
+  return { kind: 'failure', reason, latencyMs };
+}
+
+/** Errors a response body ended with: our own aborts are not the peer's fault. */
+export function bodyOutcome(error: Error | null | undefined, headersOutcome: Outcome, latencyMs: number): Outcome {
+  if (!error) return headersOutcome;
+  return errorOutcome(classifyFailure(error), latencyMs);
+}
+
+/** A pick context a call owns and updates in place (`now` before each pick, `exclude` as needed). */
+export interface PickState extends PickContext {
+  now: number;
+  exclude: Set<string> | undefined;
+}
+
+/**
+ * Picks a peer for the next attempt, skipping (without spending an attempt) peers whose breaker
+ * would refuse right now (half-open with its single trial taken) or that left meanwhile. Such
+ * peers are added to `state.exclude`, allocated only then. Bounded by the picker's size.
+ */
+export function pickPeer(svc: ServicePeers, state: PickState): Peer | undefined {
+  const picker = svc.picker;
+  for (let i = 0; i <= picker.size; i++) {
+    const result = picker.pick(state);
+    if (result.kind !== 'peer') return undefined;
+    const peer = result.peer;
+    if (!peer.retired && (peer.breaker === undefined || peer.breaker.allowsCall)) return peer;
+    (state.exclude ??= new Set()).add(peer.id);
+  }
+  return undefined;
+}

@@ -1,0 +1,201 @@
+import { describe, expect, it } from 'vitest';
+import { InvalidOptionsError } from '@peerlb/registry';
+import { leastRequestsLoad, p2c, peakEwma, PeakEwmaTracker, seededRandom } from '../src/balancer/index.js';
+import { makePeers, simulate } from './balancer-support.js';
+
+describe('leastRequestsLoad', () => {
+  it('is the number of requests in flight', () => {
+    const t = leastRequestsLoad().create();
+    expect(t.load(0)).toBe(0);
+    const a = t.start(0);
+    const b = t.start(0);
+    expect(t.inFlight).toBe(2);
+    expect(t.load(0)).toBe(2);
+    a({ kind: 'success', latencyMs: 1 }, 1);
+    b({ kind: 'failure', reason: 'connect', latencyMs: 1 }, 1);
+    expect(t.load(5)).toBe(0);
+  });
+
+  it('never goes below zero when a completion is reported twice', () => {
+    const t = leastRequestsLoad().create();
+    const done = t.start(0);
+    done({ kind: 'success', latencyMs: 1 }, 1);
+    done({ kind: 'success', latencyMs: 1 }, 1);
+    expect(t.inFlight).toBe(0);
+  });
+
+  it('hands out the same completion callback every time (no per-request allocation)', () => {
+    const t = leastRequestsLoad().create();
+    expect(t.start(0)).toBe(t.start(0));
+  });
+});
+
+describe('peakEwma', () => {
+  const tracker = (options?: Parameters<typeof peakEwma>[0]) => peakEwma(options).create() as PeakEwmaTracker;
+
+  it('uses the prior until the first sample, times (in flight + 1)', () => {
+    const t = tracker({ priorMs: 40 });
+    expect(t.load(0)).toBe(40);
+    t.start(0);
+    t.start(0);
+    expect(t.load(1_000_000)).toBe(120);
+  });
+
+  it('accepts a prior callback, read until the first sample', () => {
+    let prior = 10;
+    const t = tracker({ priorMs: () => prior });
+    expect(t.load(0)).toBe(10);
+    prior = 30;
+    expect(t.load(0)).toBe(30);
+    t.start(0)({ kind: 'success', latencyMs: 7 }, 5);
+    prior = 1000;
+    expect(t.estimateMs(5)).toBe(7);
+  });
+
+  it('replaces the estimate at once with a higher sample (peak sensitivity)', () => {
+    const t = tracker({ priorMs: 10, decayMs: 1000 });
+    t.start(0)({ kind: 'success', latencyMs: 10 }, 0);
+    t.start(0)({ kind: 'success', latencyMs: 500 }, 1);
+    expect(t.estimateMs(1)).toBe(500);
+  });
+
+  it('moves towards a lower sample with weight 1 - exp(-elapsed/decayMs)', () => {
+    const decayMs = 10_000;
+    const t = tracker({ decayMs });
+    t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
+    t.start(0)({ kind: 'success', latencyMs: 10 }, 1000);
+    const keep = Math.exp(-1000 / decayMs);
+    const decayed = 100 * keep;
+    expect(t.estimateMs(1000)).toBeCloseTo(decayed * keep + 10 * (1 - keep), 9);
+  });
+
+  it('decays towards zero while no sample arrives, so a starved peer is tried again', () => {
+    const t = tracker({ decayMs: 1000 });
+    t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
+    expect(t.estimateMs(0)).toBe(100);
+    expect(t.estimateMs(1000)).toBeCloseTo(100 / Math.E, 9);
+    expect(t.estimateMs(20_000)).toBeLessThan(0.001);
+    // Reads are pure: reading did not move the estimate.
+    expect(t.estimateMs(1000)).toBeCloseTo(100 / Math.E, 9);
+  });
+
+  it('records a penalty, not the tiny latency, for a fast failure', () => {
+    const t = tracker({ priorMs: 5, penaltyMs: 1000 });
+    t.start(0)({ kind: 'success', latencyMs: 5 }, 0);
+    t.start(0)({ kind: 'failure', reason: 'connect', latencyMs: 1 }, 1);
+    expect(t.estimateMs(1)).toBe(1000);
+    const u = tracker({ priorMs: 5, penaltyMs: 1000 });
+    u.start(0)({ kind: 'failure', reason: 'status', statusCode: 503, latencyMs: 2 }, 0);
+    expect(u.estimateMs(0)).toBe(1000);
+  });
+
+  it('penalises a slow service too: at least penaltyFactor x the current estimate, capped', () => {
+    const t = tracker({ penaltyMs: 1000, penaltyFactor: 2, maxPenaltyMs: 10_000, decayMs: 1e12 });
+    t.start(0)({ kind: 'success', latencyMs: 3000 }, 0);
+    t.start(0)({ kind: 'failure', reason: 'status', statusCode: 429, latencyMs: 3 }, 0);
+    expect(t.estimateMs(0)).toBe(6000);
+    t.start(0)({ kind: 'failure', reason: 'reset', latencyMs: 3 }, 0);
+    expect(t.estimateMs(0)).toBe(10_000);
+    // An observed latency above the cap is still recorded as observed.
+    t.start(0)({ kind: 'failure', reason: 'timeout', latencyMs: 25_000 }, 0);
+    expect(t.estimateMs(0)).toBe(25_000);
+  });
+
+  it('treats our own aborts as censored samples: may raise, never lower', () => {
+    const t = tracker({ decayMs: 1e12 });
+    t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
+    t.start(0)({ kind: 'failure', reason: 'aborted', latencyMs: 5 }, 10);
+    expect(t.estimateMs(10)).toBeCloseTo(100, 6);
+    t.start(0)({ kind: 'failure', reason: 'aborted', latencyMs: 400 }, 20);
+    expect(t.estimateMs(20)).toBe(400);
+  });
+
+  it('learns its default prior from the samples of its sibling trackers', () => {
+    const metric = peakEwma();
+    const a = metric.create() as PeakEwmaTracker;
+    expect(a.estimateMs(0)).toBe(100);
+    for (let i = 0; i < 50; i++) a.start(0)({ kind: 'success', latencyMs: 20 }, i);
+    const fresh = metric.create() as PeakEwmaTracker;
+    expect(fresh.estimateMs(100)).toBeCloseTo(20, 6);
+    // Failures do not teach the prior.
+    a.start(0)({ kind: 'failure', reason: 'connect', latencyMs: 1 }, 60);
+    expect(fresh.estimateMs(100)).toBeCloseTo(20, 6);
+  });
+
+  it('rejects invalid options with the field named', () => {
+    expect(() => peakEwma({ decayMs: 0 })).toThrow(InvalidOptionsError);
+    expect(() => peakEwma({ decayMs: 0 })).toThrow(/peakEwma\.decayMs/);
+    expect(() => peakEwma({ priorMs: -1 })).toThrow(/peakEwma\.priorMs/);
+    expect(() => peakEwma({ penaltyFactor: 0.5 })).toThrow(/peakEwma\.penaltyFactor/);
+    expect(() => peakEwma({ penaltyMs: 2000, maxPenaltyMs: 1000 })).toThrow(/peakEwma\.maxPenaltyMs/);
+    expect(() => peakEwma(null as never)).toThrow(/peakEwma/);
+  });
+});
+
+describe('P2C over peak-EWMA (simulated load)', () => {
+  const run = (sims: (peers: ReturnType<typeof makePeers>) => Parameters<typeof simulate>[1], seed: number) => {
+    const balancer = p2c();
+    const peers = makePeers(3, balancer.metric);
+    const picker = balancer.build(peers);
+    return simulate(picker, sims(peers), { requests: 20_000, intervalMs: 1, random: seededRandom(seed) });
+  };
+
+  it('sends a slow peer less traffic than fast ones', () => {
+    const counts = run(
+      ([a, b, c]) => [
+        { peer: a!, latencyMs: 60 },
+        { peer: b!, latencyMs: 10 },
+        { peer: c!, latencyMs: 10 },
+      ],
+      1,
+    );
+    const slow = counts.get('p0')! / 20_000;
+    const fast1 = counts.get('p1')! / 20_000;
+    const fast2 = counts.get('p2')! / 20_000;
+    expect(slow).toBeLessThan(0.08);
+    expect(fast1).toBeGreaterThan(0.35);
+    expect(fast2).toBeGreaterThan(0.35);
+  });
+
+  it('does not let a fast-failing peer attract traffic', () => {
+    const counts = run(
+      ([a, b, c]) => [
+        { peer: a!, latencyMs: 1, failing: true },
+        { peer: b!, latencyMs: 20 },
+        { peer: c!, latencyMs: 20 },
+      ],
+      2,
+    );
+    expect(counts.get('p0')! / 20_000).toBeLessThan(0.01);
+  });
+
+  it('shares evenly between equal peers', () => {
+    const counts = run((peers) => peers.map((peer) => ({ peer, latencyMs: 15 })), 3);
+    for (const id of ['p0', 'p1', 'p2']) {
+      expect(counts.get(id)! / 20_000).toBeGreaterThan(0.28);
+      expect(counts.get(id)! / 20_000).toBeLessThan(0.39);
+    }
+  });
+
+  it('gives a new peer a fair share: neither swamped nor starved', () => {
+    const balancer = p2c();
+    const metric = balancer.metric!;
+    const old = makePeers(2, metric, 'old');
+    const random = seededRandom(4);
+    simulate(
+      balancer.build(old),
+      old.map((peer) => ({ peer, latencyMs: 20 })),
+      { requests: 5000, intervalMs: 1, random },
+    );
+    const [fresh] = makePeers(1, metric, 'new');
+    const all = [...old, fresh!];
+    const counts = simulate(
+      balancer.build(all),
+      all.map((peer) => ({ peer, latencyMs: 20 })),
+      { requests: 3000, intervalMs: 1, random, startAt: 5000 },
+    );
+    const share = counts.get('new0')! / 3000;
+    expect(share).toBeGreaterThan(0.2);
+    expect(share).toBeLessThan(0.45);
+  });
+});

@@ -1,0 +1,144 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { fetch, request } from 'undici';
+import { createClient, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
+import { deadPort, startPeer, TestRegistry, type TestPeer } from './support/client-testkit.js';
+
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function cluster(n: number, options: Partial<ClientOptions> = {}) {
+  const registry = new TestRegistry();
+  cleanups.push(() => registry.close());
+  const peers: TestPeer[] = [];
+  for (let i = 0; i < n; i++) {
+    const peer = await startPeer(`users-${i}`, (req, res, body) => {
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ method: req.method, url: req.url, body: body.toString(), caller: req.headers['x-peerlb-caller'] }));
+    });
+    cleanups.push(() => peer.close());
+    await registry.add('users', peer);
+    peers.push(peer);
+  }
+  const client: Client = createClient({ registry, random: seededRandom(5), ...options });
+  cleanups.push(() => client.close());
+  return { registry, peers, client };
+}
+
+describe('client.dispatcher()', () => {
+  it('serves undici.request for one service, whatever the URL origin', async () => {
+    const { client, peers } = await cluster(2);
+    const dispatcher = client.dispatcher('users', { caller: 'web' });
+    const seen = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      const res = await request('http://users.internal/v1/list?x=1', { dispatcher });
+      expect(res.statusCode).toBe(200);
+      seen.add(String(res.headers['x-peer']));
+      expect(await res.body.json()).toEqual({ method: 'GET', url: '/v1/list?x=1', body: '', caller: 'web' });
+    }
+    expect(seen.size).toBe(2);
+    expect(peers[0]!.requests + peers[1]!.requests).toBe(20);
+    expect(client.stats().services.users!.requests).toBe(20);
+  });
+
+  it('routes by host name with the URL convention http://<service>/path', async () => {
+    const { client } = await cluster(1);
+    const dispatcher = client.dispatcher();
+    const res = await request('http://users/hello', { method: 'POST', body: 'hi', dispatcher });
+    expect(await res.body.json()).toMatchObject({ method: 'POST', url: '/hello', body: 'hi' });
+    await expect(request('http://users.example.com/x', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_INVALID_OPTIONS' });
+  });
+
+  it("serves undici's fetch", async () => {
+    const { client } = await cluster(2);
+    const dispatcher = client.dispatcher();
+    const res = await fetch('http://users/items?id=7', {
+      dispatcher,
+      method: 'POST',
+      body: JSON.stringify({ a: 1 }),
+      headers: { 'content-type': 'application/json', 'x-peerlb-caller': 'checkout' },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json');
+    expect(await res.json()).toEqual({ method: 'POST', url: '/items?id=7', body: '{"a":1}', caller: 'checkout' });
+    const get = await fetch('http://users/', { dispatcher });
+    expect(get.ok).toBe(true);
+    await get.arrayBuffer();
+  });
+
+  it('retries a refused connection on another peer, for request and fetch', async () => {
+    const { client, registry, peers } = await cluster(1, { breaker: false, outlier: false, balancer: roundRobin() });
+    await registry.add('users', { id: 'users-dead', port: await deadPort() });
+    const dispatcher = client.dispatcher('users');
+    for (let i = 0; i < 8; i++) {
+      const res = await request('http://users/x', { dispatcher, method: 'POST', body: 'b' });
+      expect(res.statusCode).toBe(200);
+      await res.body.dump();
+      const f = await fetch('http://users/y', { dispatcher });
+      expect(f.status).toBe(200);
+      await f.text();
+    }
+    expect(peers[0]!.requests).toBe(16);
+    expect(client.stats().services.users!.peers.find((p) => p.id === 'users-dead')!.requests).toBeGreaterThan(0);
+    expect(client.stats().services.users!.retries).toBeGreaterThan(0);
+  });
+
+  it('fails with PEERLB_NO_PEERS when the service has no instance', async () => {
+    const { client } = await cluster(0);
+    const dispatcher = client.dispatcher('users');
+    await expect(request('http://users/', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_NO_PEERS' });
+    const err = await fetch('http://users/', { dispatcher }).catch((e: unknown) => e);
+    expect(((err as Error).cause as { code?: string }).code).toBe('PEERLB_NO_PEERS');
+  });
+
+  it('honours an abort signal', async () => {
+    const { client, peers } = await cluster(1);
+    peers[0]!.setHandler(() => {
+      /* never answers */
+    });
+    const dispatcher = client.dispatcher('users');
+    const err = await request('http://users/', { dispatcher, signal: AbortSignal.timeout(100) }).catch((e: unknown) => e);
+    expect((err as Error).name).toMatch(/Abort|Timeout/);
+    const ferr = await fetch('http://users/', { dispatcher, signal: AbortSignal.timeout(100) }).catch((e: unknown) => e);
+    expect((ferr as Error).name).toMatch(/Abort|Timeout/);
+  });
+
+  it('applies the per-caller rate limit, sending nothing when limited', async () => {
+    const { client, peers } = await cluster(1, { rateLimit: { ratePerSec: 1, burst: 1 } });
+    const dispatcher = client.dispatcher('users');
+    const first = await request('http://users/', { dispatcher, headers: { 'x-peerlb-caller': 'a' } });
+    await first.body.dump();
+    const err = await request('http://users/', { dispatcher, headers: { 'x-peerlb-caller': 'a' } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'PEERLB_RATE_LIMITED', caller: 'a' });
+    expect((err as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(0);
+    const other = await request('http://users/', { dispatcher, headers: { 'x-peerlb-caller': 'b' } });
+    await other.body.dump();
+    expect(peers[0]!.requests).toBe(2);
+  });
+
+  it('keeps a peer that answered 429 with Retry-After aside (the 429 itself is returned)', async () => {
+    const { client, peers } = await cluster(2, { outlier: false, balancer: roundRobin() });
+    peers[0]!.setHandler((_req, res) => {
+      res.statusCode = 429;
+      res.setHeader('retry-after', '10');
+      res.end();
+    });
+    const dispatcher = client.dispatcher('users');
+    const codes: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const res = await request('http://users/', { dispatcher });
+      await res.body.dump();
+      codes.push(res.statusCode);
+    }
+    expect(peers[0]!.requests).toBe(1);
+    expect(codes.filter((c) => c === 429)).toHaveLength(1);
+  });
+
+  it('refuses new requests once closed', async () => {
+    const { client } = await cluster(1);
+    const dispatcher = client.dispatcher('users');
+    await dispatcher.close();
+    await expect(request('http://users/', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_CLOSED' });
+  });
+});

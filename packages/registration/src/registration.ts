@@ -1,0 +1,370 @@
+import {
+  AbortedError,
+  backoffDelay,
+  sleep,
+  type Registry,
+  type ServiceInstanceInput,
+} from '@peerlb/registry';
+import { openDefaultRegistry } from './default-registry.js';
+import { RegistrationFailedError } from './errors.js';
+import { evaluateHealth, type HealthVerdict } from './health.js';
+import { Lifecycle, isLeaving, isLive, type RegistrationState } from './lifecycle.js';
+import type { RegistrationConfig } from './options.js';
+import { scopedSignal, withScopedSignal } from './signals.js';
+import { TypedEmitter } from './typed-emitter.js';
+
+/** Events a handle emits, with their arguments. */
+export interface RegistrationEvents {
+  /** Every state change. */
+  state: [state: RegistrationState, previous: RegistrationState];
+  /** Startup registration succeeded (after `attempts` tries). */
+  registered: [info: { id: string; attempts: number }];
+  /** The registry no longer knows the instance (restart, lost file, 404); re-registration follows. */
+  lost: [error: Error];
+  /** Registered again after `lost`. */
+  reregistered: [info: { id: string; attempts: number }];
+  /** The health function started failing; the check is reported critical. */
+  unhealthy: [reason: string];
+  /** The health function passes again after `unhealthy`. */
+  healthy: [];
+  /** Shutdown began: the health endpoint answers 503. */
+  draining: [];
+  /** The registry confirmed the deregistration. */
+  deregistered: [];
+  /** Everything stopped. */
+  closed: [];
+  /**
+   * Something failed that the instance survives (a heartbeat or a re-registration attempt could
+   * not reach the registry, a handler threw). Without a listener it is logged, never thrown.
+   */
+  error: [error: Error];
+}
+
+type BeatOutcome = 'ok' | 'failed' | 'lost' | 'aborted';
+
+// Retrying these cannot help: a bad instance, refused credentials, an unusable registry directory.
+const PERMANENT_CODES = new Set<unknown>([
+  'PEERLB_INVALID_OPTIONS',
+  'PEERLB_REGISTRY_AUTH',
+  'PEERLB_UNSAFE_REGISTRY_DIR',
+  'PEERLB_CLOSED',
+]);
+
+function codeOf(err: unknown): unknown {
+  return (err as { code?: unknown } | null)?.code;
+}
+
+/** True when `kept` says more than `next`: a real registry error beats the abort that cut the retry short. */
+function isBetterError(kept: unknown, next: unknown): boolean {
+  return kept !== undefined && codeOf(next) === 'PEERLB_ABORTED' && codeOf(kept) !== 'PEERLB_ABORTED';
+}
+
+/** For messages: an abort caused by one of our timeouts says "timed out after ..." rather than "aborted". */
+function describeError(err: unknown): string {
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  if (codeOf(err) === 'PEERLB_ABORTED' && cause instanceof Error) return cause.message;
+  return asError(err).message;
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * One instance's presence in the registry: startup registration with bounded retries, the
+ * heartbeat/health loop, re-registration when the registry forgets the instance, deregistration.
+ * It owns no server; `registerService` and `startService` build their handles on it.
+ */
+export class Registration {
+  readonly events: TypedEmitter<RegistrationEvents>;
+  private readonly lifecycle: Lifecycle;
+  private instance: ServiceInstanceInput | undefined;
+  private registryRef: Registry | undefined;
+  private ownsRegistry = false;
+  private loopController: AbortController | undefined;
+  private loopDone: Promise<void> = Promise.resolve();
+  private lastHealthy: boolean | undefined;
+  private lostStreak = 0;
+  private deregistration: Promise<void> | undefined;
+  private finished: Promise<void> | undefined;
+
+  constructor(
+    readonly config: RegistrationConfig,
+    private readonly openRegistry: (logger: RegistrationConfig['logger']) => Promise<Registry> = openDefaultRegistry,
+  ) {
+    this.events = new TypedEmitter<RegistrationEvents>(config.logger);
+    for (const [event, listener] of Object.entries(config.on) as Array<[keyof RegistrationEvents, (...args: unknown[]) => void]>) {
+      this.events.on(event, listener as (...args: RegistrationEvents[typeof event]) => void);
+    }
+    this.lifecycle = new Lifecycle((state, previous) => this.events.emit('state', state, previous));
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+
+  get state(): RegistrationState {
+    return this.lifecycle.state;
+  }
+
+  /** The registry in use; defined once `start` has begun. */
+  get registry(): Registry | undefined {
+    return this.registryRef;
+  }
+
+  /**
+   * Registers `port`, retrying with backoff and jitter until `startupTimeoutMs`; then sends the
+   * first heartbeat and starts the loop. On failure nothing stays registered and the registration
+   * is closed.
+   */
+  async start(port: number, signal?: AbortSignal): Promise<void> {
+    const { config } = this;
+    this.instance = {
+      id: config.id,
+      service: config.service,
+      address: config.address,
+      port,
+      tags: config.tags,
+      meta: config.meta,
+    };
+    try {
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      this.registryRef = config.registry ?? (await this.openRegistry(config.logger));
+      this.ownsRegistry = config.registry === undefined;
+    } catch (err) {
+      await this.finish();
+      throw err;
+    }
+    this.lifecycle.to('registering');
+    const registry = this.registryRef;
+    const instance = this.instance;
+    const deadline = scopedSignal(signal, config.startupTimeoutMs, 'startup registration');
+    let attempts = 0;
+    let lastError: unknown;
+    let registered = false;
+    try {
+      while (!deadline.signal.aborted) {
+        attempts++;
+        try {
+          await withScopedSignal(deadline.signal, config.callTimeoutMs, (s) =>
+            registry.register(instance, config.check, { signal: s }),
+          );
+          registered = true;
+          break;
+        } catch (err) {
+          if (!isBetterError(lastError, err)) lastError = err;
+          if (PERMANENT_CODES.has(codeOf(err)) || deadline.signal.aborted) break;
+          // Nobody can listen for events before the handle exists: say it in the log instead.
+          config.logger.warn(`registering ${config.id} failed (attempt ${attempts}), retrying: ${describeError(err)}`);
+          try {
+            await sleep(backoffDelay(attempts - 1, config.backoff), deadline.signal);
+          } catch {
+            break;
+          }
+        }
+      }
+    } finally {
+      deadline.dispose();
+    }
+    if (!registered || signal?.aborted) {
+      // A register call cut short by the deadline may still have reached the registry.
+      await this.deregisterWithRetry(Math.min(config.deregisterTimeoutMs, 2_000)).catch((err: unknown) => {
+        config.logger.warn(`could not deregister ${config.id} after failed startup: ${asError(err).message}`);
+      });
+      await this.finish();
+      if (signal?.aborted) throw new AbortedError(signal.reason);
+      const permanent = PERMANENT_CODES.has(codeOf(lastError));
+      const reason = describeError(lastError);
+      throw new RegistrationFailedError(
+        config.id,
+        attempts,
+        permanent
+          ? `the ${registry.kind} registry refused instance "${config.id}": ${reason}`
+          : `could not register instance "${config.id}" with the ${registry.kind} registry within ${config.startupTimeoutMs} ms (${attempts} attempts): ${reason}`,
+        { cause: lastError },
+      );
+    }
+    const controller = new AbortController();
+    this.loopController = controller;
+    const first = await this.beat(controller.signal);
+    this.events.emit('registered', { id: config.id, attempts });
+    this.loopDone = this.runLoop(controller.signal, first).catch((err: unknown) => {
+      // The loop handles its own errors; this only guards against a bug leaving a rejection unhandled.
+      this.events.emit('error', asError(err));
+    });
+  }
+
+  /** The health endpoint's answer: never healthy while leaving, else the health function's verdict. */
+  async endpointHealth(): Promise<HealthVerdict> {
+    const state = this.lifecycle.state;
+    if (isLeaving(state)) return { ok: false, reason: state };
+    return evaluateHealth(this.config.health, this.config.healthTimeoutMs);
+  }
+
+  /** Enters `draining` (the health endpoint answers 503). False when already leaving. */
+  markDraining(): boolean {
+    if (isLeaving(this.lifecycle.state) && this.lifecycle.state !== 'deregistered') return false;
+    if (!this.lifecycle.to('draining')) return false;
+    this.events.emit('draining');
+    return true;
+  }
+
+  /** Stops heartbeats and removes the instance from the registry; rejects when the registry cannot be told. */
+  deregister(): Promise<void> {
+    if (isLive(this.lifecycle.state)) this.lifecycle.to('deregistered');
+    this.deregistration ??= (async () => {
+      await this.stopLoop();
+      if (this.registryRef === undefined || this.instance === undefined) return;
+      await this.deregisterWithRetry(this.config.deregisterTimeoutMs);
+      this.events.emit('deregistered');
+    })();
+    // A failed attempt may be tried again by the next call.
+    this.deregistration.catch(() => {
+      this.deregistration = undefined;
+    });
+    return this.deregistration;
+  }
+
+  /** Like `deregister`, but a failure is emitted as `error` instead of thrown. */
+  async leave(): Promise<void> {
+    try {
+      await this.deregister();
+    } catch (err) {
+      this.events.emit('error', asError(err));
+    }
+  }
+
+  /** For a crashing process: one bounded deregistration attempt, no events awaited. */
+  async crashLeave(budgetMs: number): Promise<void> {
+    this.loopController?.abort();
+    if (this.registryRef === undefined || this.instance === undefined) return;
+    await this.deregisterWithRetry(budgetMs).catch(() => {});
+  }
+
+  /** Releases the registry if we opened it and enters `closed`. Idempotent. */
+  finish(): Promise<void> {
+    this.finished ??= (async () => {
+      await this.stopLoop();
+      if (this.ownsRegistry && this.registryRef) {
+        await this.registryRef.close().catch((err: unknown) => {
+          this.config.logger.warn(`closing the registry failed: ${asError(err).message}`);
+        });
+      }
+      this.lifecycle.to('closed');
+      this.events.emit('closed');
+    })();
+    return this.finished;
+  }
+
+  private async stopLoop(): Promise<void> {
+    this.loopController?.abort();
+    await this.loopDone;
+  }
+
+  private async runLoop(signal: AbortSignal, first: BeatOutcome): Promise<void> {
+    let outcome = first;
+    while (!signal.aborted) {
+      if (outcome === 'lost') {
+        if (!(await this.reregister(signal))) return;
+        outcome = await this.beat(signal);
+        continue;
+      }
+      try {
+        await sleep(this.config.heartbeatIntervalMs, signal);
+      } catch {
+        return;
+      }
+      outcome = await this.beat(signal);
+    }
+  }
+
+  /** One round: ask the health function, tell the registry. Never throws. */
+  private async beat(signal: AbortSignal): Promise<BeatOutcome> {
+    const { config } = this;
+    const registry = this.registryRef!;
+    const verdict = await evaluateHealth(config.health, config.healthTimeoutMs);
+    if (signal.aborted) return 'aborted';
+    let outcome: BeatOutcome = 'ok';
+    try {
+      await withScopedSignal(signal, config.callTimeoutMs, (s) =>
+        registry.heartbeat(config.id, {
+          status: verdict.ok ? 'passing' : 'critical',
+          note: verdict.ok ? 'healthy' : verdict.reason,
+          signal: s,
+        }),
+      );
+      this.lostStreak = 0;
+    } catch (err) {
+      if (signal.aborted) return 'aborted';
+      if (codeOf(err) === 'PEERLB_NOT_REGISTERED') {
+        this.lostStreak++;
+        this.events.emit('lost', asError(err));
+        return 'lost';
+      }
+      this.events.emit('error', asError(err));
+      outcome = 'failed';
+    }
+    this.applyHealth(verdict);
+    return outcome;
+  }
+
+  private applyHealth(verdict: HealthVerdict): void {
+    if (!this.lifecycle.to(verdict.ok ? 'registered' : 'unhealthy')) return;
+    const was = this.lastHealthy;
+    this.lastHealthy = verdict.ok;
+    if (!verdict.ok && was !== false) this.events.emit('unhealthy', verdict.reason);
+    else if (verdict.ok && was === false) this.events.emit('healthy');
+  }
+
+  /** Registers again after the registry forgot us; retries until it works or the loop stops. */
+  private async reregister(signal: AbortSignal): Promise<boolean> {
+    const { config } = this;
+    if (!this.lifecycle.to('reregistering')) return false;
+    const registry = this.registryRef!;
+    const instance = this.instance!;
+    for (let attempts = 1; ; attempts++) {
+      // Jittered even before the first try: after a registry restart every instance notices at
+      // about the same moment, and they should not all come back in the same millisecond.
+      try {
+        await sleep(backoffDelay(this.lostStreak - 1 + attempts - 1, config.backoff), signal);
+      } catch {
+        return false;
+      }
+      try {
+        await withScopedSignal(signal, config.callTimeoutMs, (s) => registry.register(instance, config.check, { signal: s }));
+        this.events.emit('reregistered', { id: config.id, attempts });
+        return true;
+      } catch (err) {
+        if (signal.aborted) return false;
+        this.events.emit('error', asError(err));
+      }
+    }
+  }
+
+  private async deregisterWithRetry(budgetMs: number): Promise<void> {
+    const registry = this.registryRef;
+    if (registry === undefined) return;
+    const deadline = scopedSignal(undefined, budgetMs, 'deregistration');
+    let lastError: unknown;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await withScopedSignal(deadline.signal, this.config.callTimeoutMs, (s) =>
+            registry.deregister(this.config.id, { signal: s }),
+          );
+          return;
+        } catch (err) {
+          if (!isBetterError(lastError, err)) lastError = err;
+          if (deadline.signal.aborted || PERMANENT_CODES.has(codeOf(err))) throw lastError;
+          try {
+            await sleep(backoffDelay(attempt, { minMs: 100, maxMs: 1_000 }), deadline.signal);
+          } catch {
+            throw lastError;
+          }
+        }
+      }
+    } finally {
+      deadline.dispose();
+    }
+  }
+}

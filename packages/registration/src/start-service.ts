@@ -1,0 +1,174 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
+import { sleep } from '@peerlb/registry';
+import { closeServer } from './close-server.js';
+import { StartedHandle, type StartedService } from './handle.js';
+import { answerHealth, pathOf } from './health-endpoint.js';
+import { createInstanceId } from './instance-id.js';
+import { isLeaving } from './lifecycle.js';
+import { normaliseStartOptions, type StartConfig, type StartServiceOptions } from './options.js';
+import { listenOnPort } from './port.js';
+import { processHooks, type HookParticipant } from './process-hooks.js';
+import { createCallerRateLimiter, type CallerRateLimiter } from './rate-limit/caller-limiter.js';
+import { Registration } from './registration.js';
+
+/** How long a crashing process gives deregistration before it exits anyway. */
+const CRASH_DEREGISTER_BUDGET_MS = 2_000;
+
+/**
+ * The whole life of an instance: listens (a given port, a range, or an ephemeral port), serves a
+ * health endpoint and the handler, registers once listening succeeded, keeps the registration
+ * alive, and on SIGINT/SIGTERM (unless `handleSignals: false`) drains and exits.
+ *
+ * If listening or registration fails, the server is closed and nothing stays registered.
+ */
+export async function startService(options: StartServiceOptions): Promise<StartedService> {
+  const cfg = normaliseStartOptions(options, createInstanceId);
+  const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
+  const registration = new Registration(cfg.registration);
+  const { server, restore } = prepareServer(cfg, registration, limiter);
+
+  const startup = new AbortController();
+  const userSignal = cfg.registration.signal;
+  const onUserAbort = () => startup.abort(userSignal?.reason);
+  if (userSignal?.aborted) onUserAbort();
+  else userSignal?.addEventListener('abort', onUserAbort, { once: true });
+
+  let handle: StartedHandle | undefined;
+  let startupSettled: Promise<unknown> = Promise.resolve();
+  const participant: HookParticipant = {
+    async shutdown() {
+      if (handle) return handle.close();
+      startup.abort(new Error('shutdown signal during startup'));
+      await startupSettled.catch(() => {});
+    },
+    crash: () => registration.crashLeave(CRASH_DEREGISTER_BUDGET_MS),
+  };
+  const removeSignalHook = cfg.handleSignals ? processHooks().onSignals(participant) : () => {};
+  const removeCrashHook = cfg.handleCrashes ? processHooks().onCrash(participant) : () => {};
+  const removeHooks = () => {
+    removeSignalHook();
+    removeCrashHook();
+  };
+
+  let port: number;
+  try {
+    const starting = (async () => {
+      const p = await listenOnPort(server, cfg.port, { ...(cfg.host !== undefined ? { host: cfg.host } : {}), signal: startup.signal });
+      await registration.start(p, startup.signal);
+      return p;
+    })();
+    startupSettled = starting;
+    port = await starting;
+  } catch (err) {
+    userSignal?.removeEventListener('abort', onUserAbort);
+    await closeServer(server, 0);
+    restore();
+    await registration.finish();
+    removeHooks();
+    throw err;
+  }
+  userSignal?.removeEventListener('abort', onUserAbort);
+
+  const scheme = server instanceof HttpsServer ? 'https' : 'http';
+  const address = cfg.registration.address;
+  const url = `${scheme}://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  handle = new StartedHandle(
+    registration,
+    port,
+    async () => {
+      // Health answers 503 from here on; then leave the registry, then keep serving for drainMs so
+      // callers that have not yet seen the removal still get answers, then close.
+      registration.markDraining();
+      await registration.leave();
+      if (cfg.drainMs > 0) await sleep(cfg.drainMs);
+      await closeServer(server, cfg.closeTimeoutMs);
+      await registration.finish();
+      removeHooks();
+    },
+    userSignal,
+    server,
+    url,
+  );
+  return handle;
+}
+
+type UserListener = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/**
+ * Puts the health endpoint and the rate limiter in front of the user's listener. For a given
+ * server, its existing `request` listeners are moved behind ours (and put back if startup fails).
+ */
+function prepareServer(
+  cfg: StartConfig,
+  registration: Registration,
+  limiter: CallerRateLimiter | undefined,
+): { server: Server; restore: () => void } {
+  const reportError = (err: unknown) =>
+    registration.events.emit('error', err instanceof Error ? err : new Error(String(err)));
+
+  const front = (user: UserListener) => (req: IncomingMessage, res: ServerResponse) => {
+    // While leaving, every response closes its connection so no keep-alive socket outlives the drain.
+    if (isLeaving(registration.state)) res.setHeader('connection', 'close');
+    if (pathOf(req.url) === cfg.healthPath) {
+      answerHealth(req, res, () => registration.endpointHealth()).catch((err: unknown) => {
+        reportError(err);
+        failResponse(res);
+      });
+      return;
+    }
+    if (limiter) {
+      const decision = limiter.check(req);
+      if (!decision.allowed) {
+        const body = '{"error":"rate limited"}';
+        res.writeHead(429, {
+          'retry-after': String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000))),
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        });
+        res.end(body);
+        return;
+      }
+    }
+    try {
+      const result = user(req, res);
+      if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+        (result as Promise<unknown>).then(undefined, (err: unknown) => {
+          reportError(err);
+          failResponse(res);
+        });
+      }
+    } catch (err) {
+      reportError(err);
+      failResponse(res);
+    }
+  };
+
+  if (cfg.listener.kind === 'handler') {
+    return { server: createServer(front(cfg.listener.fn)), restore: () => {} };
+  }
+  const server = cfg.listener.server;
+  const originals = server.listeners('request') as UserListener[];
+  const user: UserListener = (req, res) => {
+    for (const listener of originals) listener.call(server, req, res);
+  };
+  const wrapped = front(user);
+  server.removeAllListeners('request');
+  server.on('request', wrapped);
+  return {
+    server,
+    restore: () => {
+      server.off('request', wrapped);
+      for (const listener of originals) server.on('request', listener);
+    },
+  };
+}
+
+function failResponse(res: ServerResponse): void {
+  if (!res.headersSent) {
+    res.writeHead(500, { 'content-type': 'text/plain' });
+    res.end('internal error');
+  } else {
+    res.destroy();
+  }
+}

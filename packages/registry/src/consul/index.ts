@@ -1,0 +1,2 @@
+export { ConsulRegistry } from './consul-registry.js';
+export type { ConsulRegistryOptions } from './consul-options.js';

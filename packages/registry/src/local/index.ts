@@ -1,0 +1,2 @@
+export { LocalRegistry } from './local-registry.js';
+export type { LocalRegistryOptions } from './options.js';
