@@ -28,7 +28,31 @@ export type { ClientStats, ServiceStats, PeerStats } from './stats.js';
 export type { DiscoveryOptions } from './discovery/index.js';
 export { undiciPoolFactory } from './transport/index.js';
 export type { PoolOptions, ResolvedPoolOptions, TransportFactory } from './transport/index.js';
-export * from './balancer/index.js';
-export * from './resilience/index.js';
+export type {
+  Balancer,
+  LoadMetric,
+  LoadTracker,
+  Outcome,
+  PickablePeer,
+  PickContext,
+  Picker,
+  PickResult,
+} from './balancer/types.js';
+export { leastRequestsLoad, peakEwma } from './balancer/load-metrics.js';
+export type { PeakEwmaOptions } from './balancer/load-metrics.js';
+export { p2c } from './balancer/p2c.js';
+export type { P2cOptions } from './balancer/p2c.js';
+export { leastRequests } from './balancer/least-requests.js';
+export { roundRobin } from './balancer/round-robin.js';
+export { random } from './balancer/random-balancer.js';
+export { consistentHash } from './balancer/consistent-hash.js';
+export type { ConsistentHashOptions } from './balancer/consistent-hash.js';
+export { seededRandom } from './balancer/random.js';
+export { DEFAULT_HEALTHY_PANIC_THRESHOLD } from './balancer/eligible.js';
+export { RateLimitedError } from './resilience/rate-limiter.js';
+export { BreakerOpenError } from './resilience/breaker.js';
+export type { BreakerOptions, BreakerState } from './resilience/breaker.js';
+export type { OutlierDetectionOptions, OutlierEvent } from './resilience/outlier-detector.js';
+export type { RetryBudgetOptions } from './resilience/retry.js';
 export { PeerlbError, InvalidOptionsError, ClosedError, AbortedError } from '@peerlb/registry';
 export type { Registry, RegistryLogger, ServiceInstance } from '@peerlb/registry';

@@ -15,5 +15,3 @@ export type { RegistrationState } from './lifecycle.js';
 export { RegistrationFailedError, PortUnavailableError } from './errors.js';
 export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
 export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
-export { take as takeToken, refill as refillBucket, fullBucket } from './rate-limit/token-bucket.js';
-export type { BucketConfig, BucketState, TakeResult } from './rate-limit/token-bucket.js';

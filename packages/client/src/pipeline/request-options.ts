@@ -1,8 +1,9 @@
 import type { Readable } from 'node:stream';
 import { InvalidOptionsError } from '@peerlb/registry';
+import { CALLER_HEADER, MAX_CALLER_LENGTH, isValidCaller } from '@peerlb/rate-limit';
 
 /** The header that carries the caller's identity to the peer, so servers can limit per caller too. */
-export const CALLER_HEADER = 'x-peerlb-caller';
+export { CALLER_HEADER };
 
 export type HeaderValue = string | number | readonly string[] | undefined;
 export type RequestHeaders = Readonly<Record<string, HeaderValue>>;
@@ -41,10 +42,6 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 // CR, LF and NUL would let a value forge extra headers or split the request.
 const FORBIDDEN_IN_VALUE = /[\r\n\0]/;
 const FORBIDDEN_IN_PATH = /[\u0000-\u0020\u007f]/;
-// Visible ASCII only, the rule @peerlb/registration applies when it reads the header: a caller it
-// would not accept must fail here, not be silently ignored by the server.
-const CALLER = /^[\x21-\x7e]+$/;
-const MAX_CALLER = 128;
 
 export function validateMethod(method: unknown): string {
   if (method === undefined) return 'GET';
@@ -66,8 +63,10 @@ export function validatePath(path: unknown): string {
 }
 
 export function validateCaller(caller: unknown, field = 'caller'): string {
-  if (typeof caller !== 'string' || caller.length > MAX_CALLER || !CALLER.test(caller)) {
-    throw new InvalidOptionsError(field, `must be 1..${MAX_CALLER} visible ASCII characters (no space, CR or LF)`);
+  // The rule the server side applies when it reads the header: a caller it would not accept
+  // must fail here, not be silently ignored there.
+  if (!isValidCaller(caller)) {
+    throw new InvalidOptionsError(field, `must be 1..${MAX_CALLER_LENGTH} visible ASCII characters (no space, CR or LF)`);
   }
   return caller;
 }

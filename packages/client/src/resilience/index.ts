@@ -17,9 +17,8 @@ export type {
   RetryQuestion,
   RetryRefusal,
 } from './retry.js';
-export { CallerRateLimiter, RateLimitedError } from './rate-limiter.js';
-export type { CallerRateLimitOptions, RateDecision } from './rate-limiter.js';
-export { fullBucket, refillBucket, takeToken } from './token-bucket.js';
-export type { BucketConfig, BucketState } from './token-bucket.js';
+export { RateLimitedError } from './rate-limiter.js';
+export { CallerRateLimiter } from '@peerlb/rate-limit';
+export type { CallerRateLimitOptions, RateDecision } from '@peerlb/rate-limit';
 export { BreakerFactory, BreakerOpenError, isPeerFault } from './breaker.js';
 export type { BreakerCall, BreakerOptions, BreakerState, PeerBreaker } from './breaker.js';

@@ -1,9 +1,8 @@
 /**
  * Token-bucket arithmetic with no clock and no storage: a bucket holds at most `burst` tokens
- * and refills at `ratePerSec`. Same rules as @peerlb/registration's `token-bucket.ts` (full
- * bucket at first sight, a clock stepping back neither mints nor burns tokens, `retryAfterMs`
- * rounded up), but the state is updated in place and the answer is a number, so a take
- * allocates nothing; the registration helpers can be rebuilt on this one.
+ * and refills at `ratePerSec`. A new bucket starts full, a clock stepping back neither mints nor
+ * burns tokens, and the wait is rounded up. The state is updated in place and the answer is a
+ * number, so a take allocates nothing: it runs on every request of the client.
  */
 export interface BucketConfig {
   readonly ratePerSec: number;

@@ -1,0 +1,5 @@
+export { CALLER_HEADER, MAX_CALLER_LENGTH, isValidCaller } from './caller.js';
+export { CallerRateLimiter } from './caller-rate-limiter.js';
+export type { CallerRateLimitOptions, RateDecision } from './caller-rate-limiter.js';
+export { fullBucket, refillBucket, takeToken } from './token-bucket.js';
+export type { BucketConfig, BucketState } from './token-bucket.js';
