@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,9 +7,6 @@ import { registryConformance } from '../src/testkit/index.js';
 // Every client the suite opens is a separate LocalRegistry object on one shared directory, as
 // separate processes would be.
 let dir = '';
-// The suite's two-process test runs the testkit's peer-process script; until that script exists
-// the suite reports the test as not applicable (local-process.test.ts covers processes meanwhile).
-const peerScriptExists = existsSync(new URL('../src/testkit/peer-process.ts', import.meta.url));
 
 registryConformance('local', {
   settleMs: 500,
@@ -21,14 +17,27 @@ registryConformance('local', {
   async open() {
     return new LocalRegistry({ dir, logger: silentLogger, rescanIntervalMs: 200 });
   },
-  ...(peerScriptExists ? { peerProcessConfig: () => ({ kind: 'local' as const, dir }) } : {}),
+  peerProcessConfig: () => ({ kind: 'local', dir }),
   async restart() {
     // The local registry's "restart": its directory is wiped.
     await rm(dir, { recursive: true, force: true });
   },
   async injectMalformed(service) {
-    await writeFile(join(dir, `${service}-garbage.json`), '{"peerlb": 1, "instance": ', { mode: 0o600 });
-    await writeFile(join(dir, `${service}-foreign.json`), JSON.stringify({ id: `${service}-foreign`, service, address: '127.0.0.1', port: 99_999 }), { mode: 0o600 });
+    const put = (name: string, body: string) => writeFile(join(dir, name), body, { mode: 0o600 });
+    await put(`${service}-garbage.json`, '{"peerlb": 1, "instance": ');
+    await put(`${service}-foreign.json`, JSON.stringify({ id: `${service}-foreign`, service, address: '127.0.0.1', port: 80 }));
+    // Well-formed and passing, but with a port no instance can have: must be dropped, not dialled.
+    const now = Date.now();
+    await put(
+      `${service}-badport.json`,
+      JSON.stringify({
+        peerlb: 1,
+        instance: { id: `${service}-badport`, service, address: '127.0.0.1', port: 99_999, tags: [], meta: {} },
+        owner: { pid: 1, hostname: 'elsewhere', registry: 'other' },
+        checks: { ttl: { ttlMs: 60_000, status: 'passing', output: '', since: now, expiresAt: now + 60_000 } },
+        registeredAt: now,
+      }),
+    );
   },
   async teardown() {
     await rm(dir, { recursive: true, force: true });

@@ -9,7 +9,7 @@ const isRoot = process.getuid?.() === 0;
 const NOBODY = 65534;
 
 /** A valid, passing record for `id`, as another process would have written it. */
-async function validRecord(dir: string, id: string, mutate: (r: Record<string, any>) => void = () => {}) {
+async function validRecord(id: string, mutate: (r: Record<string, any>) => void = () => {}) {
   const now = Date.now();
   const record: Record<string, any> = {
     peerlb: 1,
@@ -25,7 +25,7 @@ async function validRecord(dir: string, id: string, mutate: (r: Record<string, a
 describe('LocalRegistry reading untrusted files', () => {
   it('serves valid files from other writers', async () => {
     const dir = await h.tempDir();
-    await writeFile(join(dir, 'orders-9.json'), await validRecord(dir, 'orders-9'), { mode: 0o600 });
+    await writeFile(join(dir, 'orders-9.json'), await validRecord('orders-9'), { mode: 0o600 });
     const registry = h.open({ dir, logger: silentLogger });
     expect((await registry.list('orders')).map((i) => i.id)).toEqual(['orders-9']);
   });
@@ -42,23 +42,23 @@ describe('LocalRegistry reading untrusted files', () => {
     await put('garbage.json', '{"peerlb": 1, "instance": ');
     await put('foreign.json', JSON.stringify({ hello: 'world' }));
     await put('array.json', '[1,2,3]');
-    await put('future.json', await validRecord(dir, 'future', (r) => (r.peerlb = 2)));
-    await put('badport.json', await validRecord(dir, 'badport', (r) => (r.instance.port = 70_000)));
-    await put('badaddr.json', await validRecord(dir, 'badaddr', (r) => (r.instance.address = 'http://evil')));
-    await put('misnamed.json', await validRecord(dir, 'orders-2'));
-    await put('nochecks.json', await validRecord(dir, 'nochecks', (r) => (r.checks = {})));
-    await put('badstatus.json', await validRecord(dir, 'badstatus', (r) => (r.checks.ttl.status = 'great')));
-    await put('writable.json', await validRecord(dir, 'writable'));
+    await put('future.json', await validRecord('future', (r) => (r.peerlb = 2)));
+    await put('badport.json', await validRecord('badport', (r) => (r.instance.port = 70_000)));
+    await put('badaddr.json', await validRecord('badaddr', (r) => (r.instance.address = 'http://evil')));
+    await put('misnamed.json', await validRecord('orders-2'));
+    await put('nochecks.json', await validRecord('nochecks', (r) => (r.checks = {})));
+    await put('badstatus.json', await validRecord('badstatus', (r) => (r.checks.ttl.status = 'great')));
+    await put('writable.json', await validRecord('writable'));
     await chmod(join(dir, 'writable.json'), 0o666);
-    await put('groupw.json', await validRecord(dir, 'groupw'));
+    await put('groupw.json', await validRecord('groupw'));
     await chmod(join(dir, 'groupw.json'), 0o620);
-    await writeFile(join(outside, 'linked.json'), await validRecord(dir, 'linked'), { mode: 0o600 });
+    await writeFile(join(outside, 'linked.json'), await validRecord('linked'), { mode: 0o600 });
     await symlink(join(outside, 'linked.json'), join(dir, 'linked.json'));
     await symlink(join(outside, 'nothing.json'), join(dir, 'dangling.json'));
     await mkdir(join(dir, 'adir.json'));
     await put('notes.txt', 'not a record, not a .json name: ignored silently');
     await put('.orders-1.json.abc123.tmp', '{"partial');
-    await put('owned.json', await validRecord(dir, 'owned'));
+    await put('owned.json', await validRecord('owned'));
     if (isRoot) await chown(join(dir, 'owned.json'), NOBODY, NOBODY);
 
     const skipped = [
@@ -106,7 +106,7 @@ describe('LocalRegistry reading untrusted files', () => {
 
     // A changed file is a new file: reported again. A fixed file is served, a removed one forgotten.
     await put('garbage.json', '{"still": "garbage"');
-    await writeFile(join(dir, 'badport.json'), await validRecord(dir, 'badport', (r) => (r.instance.service = 'orders')));
+    await writeFile(join(dir, 'badport.json'), await validRecord('badport', (r) => (r.instance.service = 'orders')));
     await rm(join(dir, 'foreign.json'));
     await waitFor(() => logger.count('skipped garbage.json ') === 2, 2_000, 'the second garbage warning');
     expect((await registry.list('orders')).map((i) => i.id)).toEqual(['badport', ...served]);

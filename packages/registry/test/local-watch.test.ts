@@ -1,4 +1,5 @@
-import { chmod, rm } from 'node:fs/promises';
+import { chmod, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NotRegisteredError, silentLogger, type LocalRegistry, type WatchUpdate } from '../src/index.js';
 import { WatchRecorder } from '../src/testkit/watch-recorder.js';
@@ -108,6 +109,27 @@ describe('LocalRegistry watch', () => {
     await payments.until((ids) => ids.length === 0, 2_000, 'payments removal');
     expect(all.updates).toHaveLength(allUpdates);
     expect(throwing).toHaveLength(1);
+  });
+
+  it('a logger that throws breaks neither list nor watch', async () => {
+    const dir = await h.tempDir();
+    const logger = { calls: 0, warn() { this.calls++; throw new Error('logger down'); } };
+    const registry = h.open({ dir, logger });
+    await writeFile(join(dir, 'garbage.json'), '{', { mode: 0o600 });
+    await registry.register(inst('orders-1'), { ttlMs: 10_000 });
+    await registry.heartbeat('orders-1');
+    expect((await registry.list('orders')).map((i) => i.id)).toEqual(['orders-1']);
+    const seen: string[][] = [];
+    const handle = registry.watch('orders', (u) => {
+      if (u.ok) seen.push(u.instances.map((i) => i.id));
+      throw new Error('listener down too');
+    });
+    h.defer(() => handle.close());
+    await waitFor(() => seen.length === 1, 2_000, 'the first update');
+    await registry.deregister('orders-1');
+    await waitFor(() => seen.length === 2, 2_000, 'the second update');
+    expect(seen).toEqual([['orders-1'], []]);
+    expect(logger.calls).toBeGreaterThanOrEqual(3);
   });
 
   it('keeps watching after the directory is wiped: the registrant notices and registers again', async () => {
