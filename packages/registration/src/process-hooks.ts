@@ -21,7 +21,10 @@ const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGINT: 2, SI
  * nothing and a closed service leaves the process as it found it.
  *
  * First SIGINT/SIGTERM: every participant shuts down, then exit 0 (1 if one failed).
- * A second one while shutting down: exit at once with 128 + signal number.
+ * A second one while shutting down: exit at once with 128 + signal number, unless it comes
+ * within `repeatWindowMs` of the first: package runners (pnpm, npm) forward a terminal's Ctrl-C
+ * to a child that also got it from the terminal, so one keypress arrives twice, milliseconds
+ * apart, and must not cut the drain short.
  * uncaughtException/unhandledRejection: the error is printed, participants get `crashTimeoutMs`
  * to deregister, exit 1.
  */
@@ -31,11 +34,18 @@ export class ProcessHooks {
   private signalsInstalled = false;
   private crashInstalled = false;
   private shuttingDown = false;
+  private firstSignalAt = 0;
   private crashing = false;
 
   constructor(
     private readonly proc: ProcessLike,
-    private readonly options: { crashTimeoutMs: number; printError: (message: string) => void },
+    private readonly options: {
+      crashTimeoutMs: number;
+      printError: (message: string) => void;
+      /** A repeat signal this soon after the first is the same keypress (default 500 ms). */
+      repeatWindowMs?: number;
+      now?: () => number;
+    },
   ) {}
 
   /** Adds `p` to signal handling; returns the remover. */
@@ -74,11 +84,14 @@ export class ProcessHooks {
   }
 
   private readonly handleSignal = (signal: (typeof SIGNALS)[number]): void => {
+    const now = (this.options.now ?? performance.now.bind(performance))();
     if (this.shuttingDown) {
+      if (now - this.firstSignalAt < (this.options.repeatWindowMs ?? 500)) return;
       this.proc.exit(128 + (SIGNAL_NUMBERS[signal] ?? 15));
       return;
     }
     this.shuttingDown = true;
+    this.firstSignalAt = now;
     const participants = [...this.signalParticipants];
     void Promise.allSettled(participants.map((p) => p.shutdown())).then((results) => {
       this.proc.exit(results.every((r) => r.status === 'fulfilled') ? 0 : 1);

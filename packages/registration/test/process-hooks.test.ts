@@ -12,8 +12,14 @@ class FakeProcess extends EventEmitter {
 function setup(crashTimeoutMs = 1_000) {
   const proc = new FakeProcess();
   const printed: string[] = [];
-  const hooks = new ProcessHooks(proc, { crashTimeoutMs, printError: (m) => printed.push(m) });
-  return { proc, hooks, printed };
+  const clock = { now: 0 };
+  const hooks = new ProcessHooks(proc, {
+    crashTimeoutMs,
+    printError: (m) => printed.push(m),
+    repeatWindowMs: 500,
+    now: () => clock.now,
+  });
+  return { proc, hooks, printed, clock };
 }
 
 function participant(overrides: Partial<HookParticipant> = {}): HookParticipant & { log: string[] } {
@@ -67,13 +73,28 @@ describe('process hooks', () => {
   });
 
   it('a second signal during shutdown exits at once, non-zero', async () => {
-    const { proc, hooks } = setup();
+    const { proc, hooks, clock } = setup();
     hooks.onSignals(participant({ shutdown: () => new Promise<void>(() => {}) }));
     proc.emit('SIGINT', 'SIGINT');
     await tick();
     expect(proc.exits).toEqual([]);
+    clock.now = 600;
     proc.emit('SIGTERM', 'SIGTERM');
     expect(proc.exits).toEqual([143]);
+  });
+
+  it('one Ctrl-C forwarded twice by a package runner does not cut the drain short (mesh report)', async () => {
+    const { proc, hooks, clock } = setup();
+    const p = participant({ shutdown: () => new Promise<void>(() => {}) });
+    hooks.onSignals(p);
+    proc.emit('SIGINT', 'SIGINT');
+    clock.now = 3;
+    proc.emit('SIGINT', 'SIGINT');
+    await tick();
+    expect(proc.exits).toEqual([]);
+    clock.now = 501;
+    proc.emit('SIGINT', 'SIGINT');
+    expect(proc.exits).toEqual([130]);
   });
 
   it('a failed shutdown exits 1', async () => {
