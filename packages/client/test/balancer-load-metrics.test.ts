@@ -53,7 +53,7 @@ describe('peakEwma', () => {
   });
 
   it('replaces the estimate at once with a higher sample (peak sensitivity)', () => {
-    const t = tracker({ priorMs: 10, decayMs: 1000 });
+    const t = tracker({ priorMs: 10, decayMs: 1000, warmupSamples: 0 });
     t.start(0)({ kind: 'success', latencyMs: 10 }, 0);
     t.start(0)({ kind: 'success', latencyMs: 500 }, 1);
     expect(t.estimateMs(1)).toBe(500);
@@ -61,12 +61,31 @@ describe('peakEwma', () => {
 
   it('moves towards a lower sample with weight 1 - exp(-elapsed/decayMs)', () => {
     const decayMs = 10_000;
-    const t = tracker({ decayMs });
+    const t = tracker({ decayMs, warmupSamples: 0 });
     t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
     t.start(0)({ kind: 'success', latencyMs: 10 }, 1000);
     const keep = Math.exp(-1000 / decayMs);
     const decayed = 100 * keep;
     expect(t.estimateMs(1000)).toBeCloseTo(decayed * keep + 10 * (1 - keep), 9);
+  });
+
+  it('averages a new peer\'s first samples, capped, so one cold request does not exile it (mesh report)', () => {
+    const t = tracker({ priorMs: 12, decayMs: 10_000 });
+    // Cold start: connection set-up and the peer's own warm-up make the first answer slow.
+    t.start(0)({ kind: 'success', latencyMs: 120 }, 0);
+    expect(t.estimateMs(0)).toBe(24); // capped at penaltyFactor (2) x prior
+    t.start(0)({ kind: 'success', latencyMs: 12 }, 10);
+    t.start(0)({ kind: 'success', latencyMs: 12 }, 20);
+    expect(t.estimateMs(20)).toBeCloseTo(16, 1);
+    // Warm-up over: peak sensitivity is back.
+    t.start(0)({ kind: 'success', latencyMs: 300 }, 30);
+    expect(t.estimateMs(30)).toBe(300);
+  });
+
+  it('still penalises failures during warm-up', () => {
+    const t = tracker({ priorMs: 12 });
+    t.start(0)({ kind: 'failure', reason: 'connect', latencyMs: 1 }, 0);
+    expect(t.estimateMs(0)).toBe(1000);
   });
 
   it('decays towards zero while no sample arrives, so a starved peer is tried again', () => {
@@ -90,7 +109,7 @@ describe('peakEwma', () => {
   });
 
   it('penalises a slow service too: at least penaltyFactor x the current estimate, capped', () => {
-    const t = tracker({ penaltyMs: 1000, penaltyFactor: 2, maxPenaltyMs: 10_000, decayMs: 1e12 });
+    const t = tracker({ penaltyMs: 1000, penaltyFactor: 2, maxPenaltyMs: 10_000, decayMs: 1e12, warmupSamples: 0 });
     t.start(0)({ kind: 'success', latencyMs: 3000 }, 0);
     t.start(0)({ kind: 'failure', reason: 'status', statusCode: 429, latencyMs: 3 }, 0);
     expect(t.estimateMs(0)).toBe(6000);
@@ -128,6 +147,7 @@ describe('peakEwma', () => {
     expect(() => peakEwma({ priorMs: -1 })).toThrow(/peakEwma\.priorMs/);
     expect(() => peakEwma({ penaltyFactor: 0.5 })).toThrow(/peakEwma\.penaltyFactor/);
     expect(() => peakEwma({ penaltyMs: 2000, maxPenaltyMs: 1000 })).toThrow(/peakEwma\.maxPenaltyMs/);
+    expect(() => peakEwma({ warmupSamples: 1.5 })).toThrow(/peakEwma\.warmupSamples/);
     expect(() => peakEwma(null as never)).toThrow(/peakEwma/);
   });
 });

@@ -51,6 +51,11 @@ export interface PeakEwmaOptions {
   penaltyFactor?: number;
   /** Cap on the penalty (an observed latency above it is still recorded as is). Default 30 000. */
   maxPenaltyMs?: number;
+  /**
+   * A new peer's first successful samples that are averaged (each capped at penaltyFactor × the
+   * prior) before peak sensitivity applies. Default 3; 0 turns warm-up off.
+   */
+  warmupSamples?: number;
 }
 
 export interface PeakEwmaConfig {
@@ -59,6 +64,7 @@ export interface PeakEwmaConfig {
   readonly penaltyMs: number;
   readonly penaltyFactor: number;
   readonly maxPenaltyMs: number;
+  readonly warmupSamples: number;
   /** Feeds the adaptive prior; absent when the prior is fixed. */
   readonly learn: ((latencyMs: number) => void) | undefined;
 }
@@ -78,6 +84,12 @@ const DEFAULT_PRIOR_MS = 100;
  *   connections in 1 ms looks expensive, not attractive.
  * - Our own aborts (`reason: 'aborted'`) are censored samples: the real latency is at least the
  *   observed one, so they may raise the estimate but never lower it.
+ * - Warm-up: the first requests to a new peer pay for connection set-up and the peer's own cold
+ *   start (JIT, its first discovery of its upstreams). Under peak sensitivity one such sample
+ *   would exile a healthy new instance for about decayMs × ln(sample / typical) while P2C never
+ *   picks the worst of a few peers (seen in the example mesh: 0 % of traffic for ~23 s). So the
+ *   first `warmupSamples` successes are averaged, each capped at penaltyFactor × the prior;
+ *   failures are penalised as usual from the start, so a broken new peer is still avoided.
  */
 export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
   const field = 'peakEwma';
@@ -106,7 +118,8 @@ export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
       mean += (latencyMs - mean) / samples;
     };
   }
-  const config: PeakEwmaConfig = { decayMs, prior, penaltyMs, penaltyFactor, maxPenaltyMs, learn };
+  const warmupSamples = numberOption(`${field}.warmupSamples`, o.warmupSamples, 3, { min: 0, integer: true });
+  const config: PeakEwmaConfig = { decayMs, prior, penaltyMs, penaltyFactor, maxPenaltyMs, warmupSamples, learn };
   return { name: 'peak-ewma', create: () => new PeakEwmaTracker(config) };
 }
 
@@ -116,6 +129,8 @@ export class PeakEwmaTracker implements LoadTracker {
   #estimate = 0;
   /** Clock reading of the last sample; NaN until the first one. */
   #stamp = Number.NaN;
+  /** Successful samples taken during warm-up so far. */
+  #warm = 0;
   readonly #complete: Complete = (outcome, now) => {
     if (this.#inFlight > 0) this.#inFlight--;
     this.#record(outcome, now);
@@ -150,6 +165,11 @@ export class PeakEwmaTracker implements LoadTracker {
     const observed = sanitise(outcome.latencyMs);
     const config = this.#config;
     if (outcome.kind === 'success') {
+      if (this.#warm < config.warmupSamples) {
+        this.#warmUp(Math.min(observed, config.penaltyFactor * config.prior()), now);
+        config.learn?.(observed);
+        return;
+      }
       config.learn?.(observed);
       this.#observe(observed, now, false);
     } else if (outcome.reason === 'aborted') {
@@ -159,6 +179,19 @@ export class PeakEwmaTracker implements LoadTracker {
       const penalty = Math.min(config.maxPenaltyMs, Math.max(config.penaltyMs, config.penaltyFactor * current));
       this.#observe(Math.max(observed, penalty), now, false);
     }
+  }
+
+  /** A plain running mean over the warm-up samples (seeded by any failure penalty recorded before). */
+  #warmUp(sample: number, now: number): void {
+    this.#warm++;
+    if (Number.isNaN(this.#stamp)) {
+      this.#estimate = sample;
+      this.#stamp = now;
+      return;
+    }
+    const current = this.estimateMs(now);
+    this.#estimate = current + (sample - current) / this.#warm;
+    this.#stamp = Math.max(this.#stamp, now);
   }
 
   #observe(sample: number, now: number, censored: boolean): void {
