@@ -31,6 +31,7 @@ import { ClientEvents, type ClientEventMap, type ClientEventName } from './event
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
 import { balancedCall, type BalancedResponse, type PipelineContext } from './pipeline/request-pipeline.js';
 import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
+import { validateLimit } from './pipeline/body-limits.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
@@ -62,6 +63,15 @@ export interface ClientOptions {
   rateLimit?: CallerRateLimitOptions | false;
   /** Default deadline of a call, response body included (default 30 000 ms). */
   timeoutMs?: number;
+  /** Largest request body a call may send, in bytes (default: no limit). See `BodyTooLargeError`. */
+  maxRequestBodyBytes?: number;
+  /** Largest response body a call accepts, in bytes (default: no limit). See `BodyTooLargeError`. */
+  maxResponseBodyBytes?: number;
+  /**
+   * Requests in flight to one peer (until their response body ends) beyond which the peer is not
+   * picked (default: no limit). When every peer is at it, calls fail at once with `NoPeersError`.
+   */
+  maxConcurrentPerPeer?: number;
   /** Staleness and empty-answer rules for registry data. */
   discovery?: DiscoveryOptions;
   /** Connection pool of each peer. */
@@ -133,6 +143,8 @@ class BalancingClient implements Client, PipelineContext {
   readonly maxAttempts: number;
   readonly maxRetryAfterMs: number;
   readonly timeoutMs: number;
+  readonly maxRequestBodyBytes: number;
+  readonly maxResponseBodyBytes: number;
   readonly defaultCaller: string | undefined;
   readonly random: () => number;
   readonly clock: () => number;
@@ -184,6 +196,8 @@ class BalancingClient implements Client, PipelineContext {
       this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
     }
     this.timeoutMs = validateDurationMs(options.timeoutMs ?? 30_000, 'timeoutMs');
+    this.maxRequestBodyBytes = validateLimit(options.maxRequestBodyBytes, 'maxRequestBodyBytes', 0);
+    this.maxResponseBodyBytes = validateLimit(options.maxResponseBodyBytes, 'maxResponseBodyBytes', 0);
     this.defaultCaller = options.caller === undefined ? undefined : validateCaller(options.caller, 'caller');
     this.random = optionalFunction(options.random, 'random', Math.random);
     this.clock = optionalFunction(options.clock, 'clock', () => performance.now());
@@ -202,6 +216,7 @@ class BalancingClient implements Client, PipelineContext {
       transportFactory: optionalFunction(options.transportFactory, 'transportFactory', undiciPoolFactory),
       poolOptions: resolvePoolOptions(options.pool, 'pool'),
       retireGraceMs: validateDurationMs(options.retireGraceMs ?? 10_000, 'retireGraceMs'),
+      maxConcurrentPerPeer: validateLimit(options.maxConcurrentPerPeer, 'maxConcurrentPerPeer', 1),
       discovery: resolveDiscoveryOptions(options.discovery, 'discovery'),
       events: this.events,
       logger,

@@ -65,3 +65,29 @@ export class UpstreamError extends PeerlbError {
     this.reason = details.reason;
   }
 }
+
+/**
+ * A body was larger than the client's limit (`maxRequestBodyBytes`, `maxResponseBodyBytes`).
+ * A request body: refused before anything was sent (or, for a stream, cut off while sending, and
+ * never retried). A response body: refused at the headers when `Content-Length` says so (the
+ * connection is dropped, nothing read), else what reading the body rejects with once it passes
+ * the limit. Not the peer's fault, never retried.
+ */
+export class BodyTooLargeError extends PeerlbError {
+  readonly service: string;
+  readonly direction: 'request' | 'response';
+  readonly limitBytes: number;
+  /** The peer that answered, for a response. */
+  readonly peer: PeerInfo | undefined;
+
+  constructor(details: { service: string; direction: 'request' | 'response'; limitBytes: number; peer?: PeerInfo }) {
+    super(
+      'PEERLB_BODY_TOO_LARGE',
+      `${details.direction} body of a call to "${details.service}" is larger than the ${details.limitBytes}-byte limit`,
+    );
+    this.service = details.service;
+    this.direction = details.direction;
+    this.limitBytes = details.limitBytes;
+    this.peer = details.peer;
+  }
+}

@@ -12,7 +12,7 @@ export type {
   QueryValue,
 } from './pipeline/request-options.js';
 export type { BalancedResponse, ResponseBody } from './pipeline/request-pipeline.js';
-export { NoPeersError, DeadlineError, UpstreamError } from './errors.js';
+export { NoPeersError, DeadlineError, UpstreamError, BodyTooLargeError } from './errors.js';
 export type { PeerInfo } from './errors.js';
 export type {
   ClientEventMap,
@@ -27,7 +27,7 @@ export type {
 export type { ClientStats, ServiceStats, PeerStats } from './stats.js';
 export type { DiscoveryOptions } from './discovery/index.js';
 export { undiciPoolFactory } from './transport/index.js';
-export type { PoolOptions, ResolvedPoolOptions, TransportFactory } from './transport/index.js';
+export type { PeerTlsOptions, PoolOptions, ResolvedPoolOptions, TransportFactory } from './transport/index.js';
 export type {
   Balancer,
   LoadMetric,

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
-import { sleep } from '@peerlb/registry';
+import { SCHEME_META_KEY, sleep } from '@peerlb/registry';
 import { closeServer } from './close-server.js';
 import { StartedHandle, type StartedService } from './handle.js';
 import { answerHealth, pathOf } from './health-endpoint.js';
@@ -23,7 +23,7 @@ const CRASH_DEREGISTER_BUDGET_MS = 2_000;
  * If listening or registration fails, the server is closed and nothing stays registered.
  */
 export async function startService(options: StartServiceOptions): Promise<StartedService> {
-  const cfg = normaliseStartOptions(options, createInstanceId);
+  const cfg = withSchemeMeta(normaliseStartOptions(options, createInstanceId));
   const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
   const registration = new Registration(cfg.registration);
   const { server, restore } = prepareServer(cfg, registration, limiter);
@@ -91,6 +91,18 @@ export async function startService(options: StartServiceOptions): Promise<Starte
     url,
   );
   return handle;
+}
+
+/**
+ * An https server is registered with `meta.scheme: 'https'`, which is how callers (the peerlb
+ * client) know to dial it over TLS. A scheme the caller set explicitly is kept (e.g. TLS ended by
+ * a proxy in front of the instance).
+ */
+function withSchemeMeta(cfg: StartConfig): StartConfig {
+  const https = cfg.listener.kind === 'server' && cfg.listener.server instanceof HttpsServer;
+  if (!https || cfg.registration.meta[SCHEME_META_KEY] !== undefined) return cfg;
+  const meta = Object.freeze({ ...cfg.registration.meta, [SCHEME_META_KEY]: 'https' });
+  return { ...cfg, registration: { ...cfg.registration, meta } };
 }
 
 type UserListener = (req: IncomingMessage, res: ServerResponse) => unknown;

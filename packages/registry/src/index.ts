@@ -17,6 +17,8 @@ export {
   isValidPort,
   isValidServiceName,
   isValidInstanceId,
+  schemeOf,
+  SCHEME_META_KEY,
 } from './validate.js';
 export type { Validation, NormalisedCheck } from './validate.js';
 export { consoleLogger, silentLogger } from './logger.js';

@@ -19,6 +19,12 @@ const META_KEY = /^[A-Za-z0-9_-]{1,128}$/;
 const CONTROL_CHARS = /[\u0000-\u001f\u007f]/;
 const MAX_META_VALUE = 512;
 const MAX_TAG = 255;
+/**
+ * The meta key naming the scheme callers use to reach the instance (absent: http). Anything but
+ * http or https is refused here, so an entry asking to be reached some other way is never dialled.
+ */
+export const SCHEME_META_KEY = 'scheme';
+const SCHEMES: readonly string[] = ['http', 'https'];
 
 export type Validation<T> = { ok: true; value: T } | { ok: false; field: string; reason: string };
 
@@ -32,6 +38,11 @@ export function isValidServiceName(name: unknown): name is string {
 
 export function isValidInstanceId(id: unknown): id is string {
   return typeof id === 'string' && INSTANCE_ID.test(id);
+}
+
+/** The scheme to reach a validated instance with: `meta.scheme`, else http. */
+export function schemeOf(instance: ServiceInstance): 'http' | 'https' {
+  return instance.meta[SCHEME_META_KEY] === 'https' ? 'https' : 'http';
 }
 
 export function isValidPort(port: unknown): port is number {
@@ -73,6 +84,9 @@ export function parseInstance(raw: unknown): Validation<ServiceInstance> {
       return fail(`meta.${key}`, `meta values are strings of at most ${MAX_META_VALUE} chars without control characters`);
     }
     meta[key] = value;
+  }
+  if (meta[SCHEME_META_KEY] !== undefined && !SCHEMES.includes(meta[SCHEME_META_KEY])) {
+    return fail(`meta.${SCHEME_META_KEY}`, `scheme must be http or https, got ${describe(meta[SCHEME_META_KEY])}`);
   }
   return {
     ok: true,

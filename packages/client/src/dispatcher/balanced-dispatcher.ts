@@ -248,6 +248,8 @@ class DispatchCall {
   /** An attempt failed before anything was sent: try another peer if allowed. */
   retryOrFail(peer: Peer, error: Error): void {
     this.lastError = error;
+    // Arguments the peer's pool refused (a forbidden header...): it needs a fresh pool.
+    this.svc!.refused(peer, error);
     const svc = this.svc!;
     if (this.outer.aborted || !this.replayable || classifyFailure(error).phase !== 'connect') return this.fail(error);
     if (this.attempts >= this.ctx.maxAttempts) return this.fail(this.upstream(error, 'attempts-exhausted'));

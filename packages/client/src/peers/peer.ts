@@ -1,4 +1,4 @@
-import type { ServiceInstance } from '@peerlb/registry';
+import { schemeOf, type ServiceInstance } from '@peerlb/registry';
 import type { LoadTracker, PickablePeer } from '../balancer/index.js';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { PeerInfo } from '../errors.js';
@@ -38,11 +38,15 @@ export class Peer implements PickablePeer {
     this.info = Object.freeze({ id: instance.id, address: instance.address, port: instance.port });
     this.tracker = tracker;
     this.breaker = breaker;
-    this.transport = new PeerTransport(originOf(instance.address, instance.port), factory, poolOptions);
+    this.transport = new PeerTransport(originOf(instance.address, instance.port, schemeOf(instance)), factory, poolOptions);
   }
 
-  /** Same id but another address or port is another endpoint: it gets a fresh Peer. */
+  /** Same id but another address, port or scheme is another endpoint: it gets a fresh Peer. */
   sameEndpoint(instance: ServiceInstance): boolean {
-    return instance.address === this.instance.address && instance.port === this.instance.port;
+    return (
+      instance.address === this.instance.address &&
+      instance.port === this.instance.port &&
+      schemeOf(instance) === schemeOf(this.instance)
+    );
   }
 }

@@ -26,6 +26,8 @@ export interface ServiceContext {
   readonly poolOptions: ResolvedPoolOptions;
   /** How long a leaving peer's pool may drain before it is destroyed. */
   readonly retireGraceMs: number;
+  /** Requests in flight to one peer beyond which it is not picked (Infinity: no limit). */
+  readonly maxConcurrentPerPeer: number;
   readonly discovery: DiscoveryRules;
   readonly events: ClientEvents;
   readonly logger: RegistryLogger;
@@ -78,6 +80,11 @@ export class ServicePeers implements DiscoverySink {
 
   start(): void {
     this.watch.start();
+  }
+
+  /** Requests in flight to one peer beyond which it is not picked (Infinity: no limit). */
+  get maxConcurrentPerPeer(): number {
+    return this.ctx.maxConcurrentPerPeer;
   }
 
   get peerList(): readonly Peer[] {
@@ -143,6 +150,11 @@ export class ServicePeers implements DiscoverySink {
     if (this.detector === undefined || peer.retired) return;
     const event = this.detector.record(peer.id, outcome, now);
     if (event) this.onOutlierEvents([event]);
+  }
+
+  /** The peer's pool refused a request's arguments: give the peer a fresh pool (see `replaceAfterRefusal`). */
+  refused(peer: Peer, error: unknown): void {
+    peer.transport.replaceAfterRefusal(error, this.ctx.retireGraceMs);
   }
 
   /** The peer answered 429/503 with Retry-After: keep it out of the picker that long. */

@@ -38,17 +38,31 @@ export interface PickState extends PickContext {
 
 /**
  * Picks a peer for the next attempt, skipping (without spending an attempt) peers whose breaker
- * would refuse right now (half-open with its single trial taken) or that left meanwhile. Such
- * peers are added to `state.exclude`, allocated only then. Bounded by the picker's size.
+ * would refuse right now (half-open with its single trial taken), that left meanwhile, or that
+ * already have `maxConcurrentPerPeer` requests in flight. Such peers are added to
+ * `state.exclude`, allocated only then. Bounded by the picker's size.
  */
 export function pickPeer(svc: ServicePeers, state: PickState): Peer | undefined {
   const picker = svc.picker;
+  const maxInFlight = svc.maxConcurrentPerPeer;
   for (let i = 0; i <= picker.size; i++) {
     const result = picker.pick(state);
     if (result.kind !== 'peer') return undefined;
     const peer = result.peer;
-    if (!peer.retired && (peer.breaker === undefined || peer.breaker.allowsCall)) return peer;
+    if (
+      !peer.retired &&
+      (peer.breaker === undefined || peer.breaker.allowsCall) &&
+      peer.tracker.inFlight < maxInFlight
+    ) {
+      return peer;
+    }
     (state.exclude ??= new Set()).add(peer.id);
   }
   return undefined;
+}
+
+/** Whether every peer in the picker is at `maxConcurrentPerPeer`: why a pick found nothing. */
+export function allPeersFull(svc: ServicePeers): boolean {
+  const max = svc.maxConcurrentPerPeer;
+  return max !== Infinity && svc.eligibleList.length > 0 && svc.eligibleList.every((p) => p.tracker.inFlight >= max);
 }

@@ -11,16 +11,18 @@ import {
   type CallerRateLimiter,
   type RetryBudget,
 } from '../resilience/index.js';
-import { DeadlineError, NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
+import { BodyTooLargeError, DeadlineError, NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
 import type { ClientEvents } from '../events.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
-import { bodyOutcome, errorOutcome, isFailureStatus, pickPeer, statusOutcome, type PickState } from './attempt.js';
+import { allPeersFull, bodyOutcome, errorOutcome, isFailureStatus, pickPeer, statusOutcome, type PickState } from './attempt.js';
+import { checkRequestBody, declaresTooLarge, limitResponseBody } from './body-limits.js';
 import {
   isReplayableBody,
   prepareHeaders,
   validateMethod,
   validatePath,
+  type RequestBody,
   type RequestHeaders,
   type RequestOptions,
 } from './request-options.js';
@@ -46,6 +48,9 @@ export interface PipelineContext {
   /** Longest a Retry-After keeps a peer aside. */
   readonly maxRetryAfterMs: number;
   readonly timeoutMs: number;
+  /** Byte limits on bodies sent and received (Infinity: none). */
+  readonly maxRequestBodyBytes: number;
+  readonly maxResponseBodyBytes: number;
   readonly defaultCaller: string | undefined;
   readonly random: () => number;
   readonly clock: () => number;
@@ -78,12 +83,13 @@ export function balancedCall(ctx: PipelineContext, options: RequestOptions): Pro
       throw new InvalidOptionsError('query', 'must be an object');
     }
     const svc = ctx.service(options.service);
+    const body = checkRequestBody(options.body, ctx.maxRequestBodyBytes, svc.service);
     if (signal?.aborted) throw new AbortedError(signal.reason);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(prepared.caller ?? '', ctx.clock());
       if (!decision.ok) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
     }
-    call = new Call(ctx, svc, options, path, method, prepared.headers, timeoutMs);
+    call = new Call(ctx, svc, options, path, method, prepared.headers, body, timeoutMs);
   } catch (err) {
     return Promise.reject(err);
   }
@@ -115,6 +121,8 @@ class Call {
   private lastError: unknown;
   private readonly replayable: boolean;
   private onUserAbort: (() => void) | undefined;
+  /** Settles the attempt waiting for its response headers, if any (see `end`). */
+  private abandonAttempt: ((reason: unknown) => void) | undefined;
   /** The runner handed to the breaker; built on the first attempt under a breaker. */
   private sendUnderBreaker: (() => Promise<Dispatcher.ResponseData>) | undefined;
   // What the last attempt produced: a response (with its outcome and tracker completion) or an error.
@@ -133,6 +141,8 @@ class Call {
     private readonly path: string,
     private readonly method: string,
     private readonly headers: RequestHeaders | undefined,
+    /** `options.body`, or a stream counting towards `maxRequestBodyBytes`. */
+    private readonly body: RequestBody | undefined,
     private readonly timeoutMs: number,
   ) {
     this.replayable = isReplayableBody(options.body);
@@ -143,7 +153,7 @@ class Call {
     this.timer.unref();
     const signal = options.signal;
     if (signal !== undefined) {
-      this.onUserAbort = () => this.signal.abort(new AbortedError(signal.reason));
+      this.onUserAbort = () => this.end(new AbortedError(signal.reason));
       signal.addEventListener('abort', this.onUserAbort, { once: true });
     }
     svc.counters.requests++;
@@ -285,18 +295,32 @@ class Call {
     this.svc.record(this.peer!, outcome, now);
   }
 
-  private async send(): Promise<Dispatcher.ResponseData> {
+  private send(): Promise<Dispatcher.ResponseData> {
     const options = this.options;
-    const response = await this.peer!.transport.dispatcher().request({
-      path: this.path,
-      method: this.method as Dispatcher.HttpMethod,
-      headers: this.headers as Dispatcher.RequestOptions['headers'],
-      body: options.body as Dispatcher.RequestOptions['body'],
-      query: options.query,
-      signal: this.signal as unknown as EventEmitter,
+    return new Promise<Dispatcher.ResponseData>((resolve, reject) => {
+      this.abandonAttempt = reject;
+      this.peer!.transport.dispatcher().request(
+        {
+          path: this.path,
+          method: this.method as Dispatcher.HttpMethod,
+          headers: this.headers as Dispatcher.RequestOptions['headers'],
+          body: this.body as Dispatcher.RequestOptions['body'],
+          query: options.query,
+          signal: this.signal as unknown as EventEmitter,
+        },
+        (err, response) => {
+          if (this.abandonAttempt !== reject) {
+            // The call ended first (deadline, abort): nobody reads this answer; free its connection.
+            if (!err) response.body.dump().catch(noop);
+            return;
+          }
+          this.abandonAttempt = undefined;
+          if (err) reject(err);
+          else if (isFailureStatus(response.statusCode)) reject(new StatusFailure(response.statusCode, response));
+          else resolve(response);
+        },
+      );
     });
-    if (isFailureStatus(response.statusCode)) throw new StatusFailure(response.statusCode, response);
-    return response;
   }
 
   /**
@@ -308,6 +332,20 @@ class Call {
     const peer = this.peer!;
     const outcome = this.outcome!;
     const body = response.body;
+    const limit = this.ctx.maxResponseBodyBytes;
+    if (limit !== Infinity) {
+      const tooLarge = () =>
+        new BodyTooLargeError({ service: this.svc.service, direction: 'response', limitBytes: limit, peer: peer.info });
+      if (declaresTooLarge(this.method, response.statusCode, response.headers, limit)) {
+        // Refused unread: dropping the body drops its connection, so none of it is downloaded.
+        this.completeAttempt(errorOutcome(classifyFailure(tooLarge()), outcome.latencyMs));
+        body.on('error', noop);
+        body.destroy();
+        throw tooLarge();
+      }
+      // Otherwise reading the body fails once it passes the limit, as with the deadline.
+      limitResponseBody(body, limit, tooLarge);
+    }
     let open = true;
     // 'end' comes before text()/json() resolve, so the counts are settled when the caller resumes;
     // 'close' covers destroy (dump of a large body, deadline, socket error).
@@ -339,8 +377,20 @@ class Call {
     events.emit('retry', statusCode === undefined ? base : { ...base, statusCode });
   }
 
+  /**
+   * Ends the call with `reason`: undici aborts what it is doing, and an attempt still waiting for
+   * its response headers is settled at once, whatever undici does (a request stuck in a pool queue
+   * would otherwise outlive its deadline).
+   */
+  private end(reason: unknown): void {
+    this.signal.abort(reason);
+    const abandon = this.abandonAttempt;
+    this.abandonAttempt = undefined;
+    abandon?.(reason);
+  }
+
   private onDeadline(): void {
-    this.signal.abort(
+    this.end(
       new DeadlineError({
         service: this.svc.service,
         timeoutMs: this.timeoutMs,
@@ -376,7 +426,9 @@ class Call {
       ? `the registry has been failing for "${svc.service}" for longer than the allowed staleness`
       : svc.peerList.length === 0
         ? `service "${svc.service}" has no healthy instance`
-        : `no peer of "${svc.service}" can take a request now (breakers open)`;
+        : allPeersFull(svc)
+          ? `every peer of "${svc.service}" has ${svc.maxConcurrentPerPeer} requests in flight (maxConcurrentPerPeer)`
+          : `no peer of "${svc.service}" can take a request now (breakers open)`;
     return new NoPeersError(message, {
       service: svc.service,
       peersTried: this.peersTried(),
@@ -390,7 +442,11 @@ class Call {
     if (signal.aborted && signal.reason !== undefined) return signal.reason;
     const code = (error as { code?: unknown } | null)?.code;
     if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+      this.svc.refused(this.peer!, error);
       return new InvalidOptionsError('request', (error as Error).message, { cause: error });
+    }
+    if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
+      return new InvalidOptionsError('headers.content-length', 'does not match the body', { cause: error });
     }
     return error;
   }

@@ -16,10 +16,13 @@ export const undiciPoolFactory: TransportFactory = (origin, options) =>
     keepAliveTimeout: options.keepAliveTimeout,
     pipelining: options.pipelining,
     connectTimeout: options.connectTimeout,
+    // Only an https origin has a TLS handshake to configure.
+    ...(options.peerTls !== undefined && origin.startsWith('https:') ? { connect: { ...options.peerTls } } : {}),
   });
 
-export function originOf(address: string, port: number): string {
-  return isIP(address) === 6 ? `http://[${address}]:${port}` : `http://${address}:${port}`;
+/** `scheme://address:port`, the scheme from the instance's `meta.scheme` (validated: http or https). */
+export function originOf(address: string, port: number, scheme: 'http' | 'https' = 'http'): string {
+  return isIP(address) === 6 ? `${scheme}://[${address}]:${port}` : `${scheme}://${address}:${port}`;
 }
 
 /**
@@ -30,6 +33,8 @@ export function originOf(address: string, port: number): string {
 export class PeerTransport {
   private pool: Dispatcher | undefined;
   private retiring: Promise<void> | undefined;
+  /** Pools swapped out after a refusal (see `replaceAfterRefusal`), still closing. */
+  private readonly replaced = new Set<Promise<void>>();
 
   constructor(
     readonly origin: string,
@@ -52,30 +57,50 @@ export class PeerTransport {
     return this.pool;
   }
 
+  /**
+   * Call when the pool refused a request's arguments. An undici 7 Pool that refuses a request
+   * (InvalidArgumentError or NotSupportedError from its Request: a forbidden header, a bad body)
+   * leaves the client it handed the request to waiting for a 'drain' that never comes; once every
+   * client slot is lost that way, every later request to the peer queues forever. So the pool is
+   * swapped for a fresh one at the next request, and the old one closes like a retired one.
+   */
+  replaceAfterRefusal(error: unknown, graceMs: number): void {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (code !== 'UND_ERR_INVALID_ARG' && code !== 'UND_ERR_NOT_SUPPORTED') return;
+    const pool = this.pool;
+    if (pool === undefined || this.retiring !== undefined) return;
+    this.pool = undefined;
+    const closing = closeThenDestroy(pool, graceMs);
+    this.replaced.add(closing);
+    void closing.then(() => this.replaced.delete(closing));
+  }
+
   /** Graceful close, then destroy after `graceMs`. Idempotent; resolves once the pool is gone. */
   retire(graceMs: number): Promise<void> {
     if (this.retiring) return this.retiring;
     const pool = this.pool;
-    if (!pool) {
-      this.retiring = Promise.resolve();
-      return this.retiring;
-    }
-    this.retiring = new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const finish = () => {
-        if (timer) clearTimeout(timer);
-        resolve();
-      };
-      timer = setTimeout(() => {
-        timer = undefined;
-        pool.destroy().then(finish, finish);
-      }, graceMs);
-      timer.unref();
-      pool.close().then(finish, () => {
-        // close() rejects when the pool was destroyed meanwhile; make sure nothing lingers.
-        pool.destroy().then(finish, finish);
-      });
-    });
+    const replaced = [...this.replaced];
+    this.retiring = Promise.all([...replaced, pool ? closeThenDestroy(pool, graceMs) : undefined]).then(() => {});
     return this.retiring;
   }
+}
+
+/** Closes `pool` gracefully (in-flight requests finish), destroying it if that takes longer than `graceMs`. */
+function closeThenDestroy(pool: Dispatcher, graceMs: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      if (timer) clearTimeout(timer);
+      resolve();
+    };
+    timer = setTimeout(() => {
+      timer = undefined;
+      pool.destroy().then(finish, finish);
+    }, graceMs);
+    timer.unref();
+    pool.close().then(finish, () => {
+      // close() rejects when the pool was destroyed meanwhile; make sure nothing lingers.
+      pool.destroy().then(finish, finish);
+    });
+  });
 }

@@ -1,6 +1,6 @@
 import { lookup as dnsLookup } from 'node:dns';
 import { EventEmitter } from 'node:events';
-import { Agent as HttpAgent, type ClientRequest } from 'node:http';
+import { Agent as HttpAgent, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -142,6 +142,7 @@ export class ConsulApi {
       ? new HttpsAgent({ keepAlive: true, ...ipv6, ...(config.caCert === undefined ? {} : { ca: config.caCert }) })
       : new HttpAgent({ keepAlive: true, ...ipv6 });
     reportIdleCloses(this.#agent, () => this.#idleCloses++);
+    failCutShortResponses(this.#agent);
     const options = {
       host: endpoint.host,
       port: endpoint.port,
@@ -373,6 +374,28 @@ function reportIdleCloses(agent: HttpAgent, onIdleClose: () => void): void {
       reuseSocket(socket, request);
     },
   });
+}
+
+/**
+ * papi never listens for a response that ends early (the agent, or something posing as it, closes
+ * the connection mid-body): the call would hang until its time limit, a blocking query for its
+ * whole wait. Every request made through `agent` fails instead, as a connection reset, the moment
+ * its response closes incomplete. Hooks the agent's `addRequest`, which `http.request` calls for
+ * every request that uses the agent.
+ */
+function failCutShortResponses(agent: HttpAgent): void {
+  type AddRequest = (request: ClientRequest, options: unknown) => void;
+  const target = agent as unknown as { addRequest: AddRequest };
+  const addRequest = target.addRequest.bind(agent);
+  target.addRequest = (request, options) => {
+    request.once('response', (response: IncomingMessage) => {
+      response.once('close', () => {
+        if (response.complete) return;
+        request.emit('error', Object.assign(new Error('response ended before its body was complete'), { code: 'ECONNRESET' }));
+      });
+    });
+    addRequest(request, options);
+  };
 }
 
 const unbracket = (host: string) => host.replace(/^\[(.*)\]$/, '$1');

@@ -15,6 +15,7 @@ import type {
 } from '../types.js';
 import {
   acceptInstances,
+  matchesFilter,
   validateCheckSpec,
   validateFilter,
   validateInstanceId,
@@ -182,7 +183,15 @@ export class ConsulRegistry implements Registry {
       }
       raws.push(raw);
     }
-    return acceptInstances(raws, 'consul', this.config.logger, filter);
+    const valid = acceptInstances(raws, 'consul', this.config.logger);
+    // Entries, none of them usable: a garbled answer, not news that the service is gone. As an
+    // error it leaves watchers serving what they had, rather than an empty list.
+    if (body.length > 0 && valid.length === 0) {
+      throw new RegistryUnavailableError(
+        `consul GET /v1/health/service/${service}: none of the ${body.length} entries is a valid instance`,
+      );
+    }
+    return filter === undefined ? valid : valid.filter((instance) => matchesFilter(instance, filter));
   }
 
   private dc(): { datacenter?: string } {
