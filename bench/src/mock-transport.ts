@@ -43,8 +43,12 @@ class MockDispatcher {
     MockDispatcher.created++;
   }
 
-  request(): Promise<Dispatcher.ResponseData> {
-    return Promise.resolve({
+  /** Both of undici's call styles: a promise, or a callback (what the client uses). */
+  request(
+    _options?: unknown,
+    callback?: (err: Error | null, data: Dispatcher.ResponseData) => void,
+  ): Promise<Dispatcher.ResponseData> | void {
+    const response: Dispatcher.ResponseData = {
       statusCode: 200,
       statusText: 'OK',
       headers: HEADERS,
@@ -52,7 +56,9 @@ class MockDispatcher {
       trailers: {},
       opaque: null,
       context: {},
-    });
+    } as Dispatcher.ResponseData;
+    if (callback === undefined) return Promise.resolve(response);
+    queueMicrotask(() => callback(null, response));
   }
 
   close(): Promise<void> {
