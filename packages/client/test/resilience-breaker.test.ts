@@ -84,6 +84,42 @@ describe('PeerBreaker (opossum 9)', () => {
     expect(err).toMatchObject({ code: 'PEERLB_BREAKER_OPEN', peerId: 'p1' });
   });
 
+  it('weighs failures against every finished call: successes keep the error rate down', async () => {
+    const b = factory({ volumeThreshold: 4, errorThresholdPercentage: 50 }).create('p1');
+    for (let i = 0; i < 6; i++) await b.run(ok);
+    await trip(b, 4);
+    // 4 failures of 10 calls: 40 %, below the threshold.
+    expect(b.state).toBe('closed');
+    await trip(b, 2);
+    // 6 of 12: 50 %, not above it.
+    expect(b.state).toBe('closed');
+    await trip(b, 1);
+    // 7 of 13: above it, and the breaker is open by the time the failing call rejects.
+    expect(b.state).toBe('open');
+  });
+
+  it('settles a call that outlives the closed state as opossum would: its success closes a half-open breaker', async () => {
+    const b = factory().create('p1');
+    let release!: (v: string) => void;
+    const slow = b.run(() => new Promise<string>((resolve) => (release = resolve)));
+    await trip(b);
+    await waitFor(() => b.state === 'halfOpen');
+    release('late');
+    await expect(slow).resolves.toBe('late');
+    expect(b.state).toBe('closed');
+  });
+
+  it('settles a call that outlives the closed state as opossum would: its failure re-opens a half-open breaker', async () => {
+    const b = factory().create('p1');
+    let fail!: (e: Error) => void;
+    const slow = b.run(() => new Promise<string>((_resolve, reject) => (fail = reject)));
+    await trip(b);
+    await waitFor(() => b.state === 'halfOpen');
+    fail(Object.assign(new Error('reset'), { code: 'ECONNRESET' }));
+    await expect(slow).rejects.toMatchObject({ code: 'ECONNRESET' });
+    expect(b.state).toBe('open');
+  });
+
   it('does not open below the volume threshold', async () => {
     const b = factory({ volumeThreshold: 10 }).create('p1');
     await trip(b, 9);
@@ -163,13 +199,23 @@ describe('PeerBreaker (opossum 9)', () => {
     await expect(b.run(ok)).resolves.toBe('ok');
   });
 
-  it('shares one rotation timer, running only while breakers are alive; shutdown refuses calls', async () => {
+  it('makes opossum breakers on first call only; one rotation timer runs while any exists; shutdown refuses calls', async () => {
     const f = factory();
     expect(f.rotating).toBe(false);
     const a = f.create('a');
     const b = f.create('b');
+    const idle = f.create('idle');
+    // An idle peer costs no opossum breaker and no timer.
+    expect(f.size).toBe(0);
+    expect(f.rotating).toBe(false);
+    expect(idle.state).toBe('closed');
+    expect(idle.allowsCall).toBe(true);
+    await a.run(ok);
+    await b.run(ok);
     expect(f.rotating).toBe(true);
     expect(f.size).toBe(2);
+    idle.shutdown();
+    expect(idle.state).toBe('shutdown');
     a.shutdown();
     a.shutdown();
     expect(a.state).toBe('shutdown');
