@@ -1,18 +1,5 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  accepts,
-  get,
-  openBackend,
-  spawnInstance,
-  waitFor,
-  WatchRecorder,
-  type Backend,
-  type BackendName,
-  type InstanceConfig,
-  type InstanceProcess,
-} from './fixtures/registration-harness.js';
-
-const ctx = (watch: WatchRecorder, instance: InstanceProcess) => () => `watch=${watch.describe()} instance=${instance.describe()}`;
+import { describe, expect, it } from 'vitest';
+import { accepts, get, registrationSuite, waitFor, type BackendName } from './fixtures/registration-harness.js';
 
 // Instances in their own processes against a registry shared with this process: how they appear,
 // how they leave on SIGTERM, on SIGKILL and on a crash.
@@ -28,41 +15,10 @@ function outcome(request: Promise<string>): Promise<{ ok: true } | { ok: false; 
 }
 
 describe.each<BackendName>(['local', 'consul'])('instance processes on the %s registry', (name) => {
-  let backend: Backend;
-  const running: InstanceProcess[] = [];
-  const watches: WatchRecorder[] = [];
-  let serial = 0;
-
-  beforeAll(async () => {
-    backend = await openBackend(name);
-  });
-  afterEach(async () => {
-    watches.splice(0).forEach((w) => w.close());
-    await Promise.all(running.splice(0).map((p) => p.stop()));
-  });
-  afterAll(async () => {
-    await backend.teardown();
-  });
-
-  /** A fresh service name per test, so tests never see each other's instances. */
-  function service(): string {
-    serial++;
-    return `svc-${name}-${serial}`;
-  }
-
-  async function launch(config: InstanceConfig): Promise<{ instance: InstanceProcess; id: string; port: number; url: string; watch: WatchRecorder }> {
-    const watch = new WatchRecorder(backend.open(), config.service);
-    watches.push(watch);
-    const instance = spawnInstance(backend, { useDefaultRegistry: true, ...config });
-    running.push(instance);
-    const ready = await instance.ready;
-    expect(ready.registry).toBe(name);
-    await waitFor(() => watch.has(ready.id), 8_000, `the watcher to see ${ready.id}`, ctx(watch, instance));
-    return { instance, id: ready.id, port: ready.port, url: ready.url, watch };
-  }
+  const suite = registrationSuite(name, 'svc');
 
   it('SIGTERM: deregistered before the port closes, in-flight and late requests all answered, exit 0', async () => {
-    const { instance, id, port, url, watch } = await launch({ service: service(), drainMs: 1_500 });
+    const { instance, id, port, url, watch, context } = await suite.launch({ drainMs: 1_500 });
     const inflight = Array.from({ length: 5 }, () => outcome(get(`${url}/slow?delay=700`)));
     await sleep(100);
     instance.kill('SIGTERM');
@@ -72,7 +28,7 @@ describe.each<BackendName>(['local', 'consul'])('instance processes on the %s re
       while (await accepts(port)) await sleep(10);
       closedAt = Date.now();
     })();
-    await waitFor(() => watch.removedAt(id) !== undefined, 8_000, 'the watcher to see the removal', ctx(watch, instance));
+    await waitFor(() => watch.removedAt(id) !== undefined, 8_000, 'the watcher to see the removal', context);
     // Callers that have not noticed the removal yet keep sending for a while: still served.
     const late: Array<ReturnType<typeof outcome>> = [];
     for (let i = 0; i < 5; i++) {
@@ -87,39 +43,39 @@ describe.each<BackendName>(['local', 'consul'])('instance processes on the %s re
     const names = instance.names();
     expect(names.indexOf('draining')).toBeLessThan(names.indexOf('deregistered'));
     expect(names.indexOf('deregistered')).toBeLessThan(names.indexOf('closed'));
-    expect(await backend.holds(id)).toBe(false);
+    expect(await suite.backend.holds(id)).toBe(false);
   });
 
   it('a second signal during the drain exits at once, non-zero', async () => {
-    const { instance, id, watch } = await launch({ service: service(), drainMs: 30_000 });
+    const { instance, id, context } = await suite.launch({ drainMs: 30_000 });
     instance.kill('SIGTERM');
-    await waitFor(() => instance.names().includes('deregistered'), 8_000, 'deregistration', ctx(watch, instance));
+    await waitFor(() => instance.names().includes('deregistered'), 8_000, 'deregistration', context);
     // A repeat within 500 ms of the first counts as the same keypress (package runners forward it).
     await sleep(600);
     instance.kill('SIGTERM');
     const exit = await Promise.race([instance.exited, sleep(5_000).then(() => 'still running' as const)]);
     expect(exit).toEqual({ code: 143, signal: null });
-    expect(await backend.holds(id)).toBe(false);
+    expect(await suite.backend.holds(id)).toBe(false);
   });
 
   it.each([
     ['TTL', { ttlMs: 600, deregisterCriticalAfterMs: 10_000 }],
     ['HTTP', { http: { intervalMs: 200, timeoutMs: 200 }, deregisterCriticalAfterMs: 10_000 }],
   ] as const)('SIGKILL: leaves the healthy set once its %s check fails', async (_kind, check) => {
-    const { instance, id, watch } = await launch({ service: service(), check });
+    const { instance, id, watch, context } = await suite.launch({ check });
     instance.kill('SIGKILL');
     expect((await instance.exited).signal).toBe('SIGKILL');
-    await waitFor(() => !watch.has(id), 8_000, 'the killed instance to leave the healthy set', ctx(watch, instance));
+    await waitFor(() => !watch.has(id), 8_000, 'the killed instance to leave the healthy set', context);
   });
 
   it.each(['throw', 'reject'] as const)('a crash (%s) deregisters before exiting non-zero', async (crash) => {
     // A TTL far longer than the test: only the deregistration can explain the removal.
-    const { instance, id, watch } = await launch({ service: service(), check: { ttlMs: 60_000 } });
+    const { instance, id, watch, context } = await suite.launch({ check: { ttlMs: 60_000 } });
     instance.send({ crash });
     const exit = await instance.exited;
     expect(exit.code).toBe(1);
     expect(instance.stderr).toMatch(crash === 'throw' ? /uncaughtException: Error: fixture crash/ : /unhandledRejection: Error: fixture rejection/);
-    expect(await backend.holds(id)).toBe(false);
-    await waitFor(() => !watch.has(id), 8_000, 'the watcher to see the removal', ctx(watch, instance));
+    expect(await suite.backend.holds(id)).toBe(false);
+    await waitFor(() => !watch.has(id), 8_000, 'the watcher to see the removal', context);
   });
 });

@@ -1,9 +1,9 @@
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConsulRegistry, silentLogger, type WatchHandle } from '@peerlb/registry';
 import { openBackend, type Backend } from './support/backends.js';
 import { MODE, reportFigures } from './support/mode.js';
-import { Instance, killAll, LoadGenerator, sleep, waitFor } from './support/processes.js';
+import { startOutageInstances, startOutageLoad } from './support/outage.js';
+import { killAll, sleep, waitFor } from './support/processes.js';
 
 /** Every update one watch delivered, with the time it arrived. */
 class WatchLog {
@@ -53,17 +53,7 @@ describe('Consul outage under load', () => {
       backend = await openBackend('consul');
       const double = backend.double!;
       const service = 'outage-consul';
-      const instances = Array.from(
-        { length: 3 },
-        (_, i) =>
-          new Instance({
-            service,
-            registry: backend!.ref,
-            ledger: join(backend!.scratch, `ledger-${i}.txt`),
-            check: { ttlMs: 1_000, deregisterCriticalAfterMs: 120_000 },
-          }),
-      );
-      await Promise.all(instances.map((i) => i.ready));
+      await startOutageInstances(backend, service, 120_000);
 
       // Two plain watches with a short backoff floor: how often they retry while the agent is down,
       // and whether their retries are spread (jitter) rather than in lockstep.
@@ -79,18 +69,7 @@ describe('Consul outage under load', () => {
         logs.push(new WatchLog(registry, service));
       }
 
-      const load = new LoadGenerator({
-        service,
-        registry: backend.ref,
-        concurrency: 4,
-        pauseMs: 5,
-        postEvery: 10,
-        warmUpMs: 2_000,
-        maxDurationMs: MODE.outageMs + 90_000,
-        maxRequests: 2_000_000,
-        client: { discovery: { maxStalenessMs: MODE.outageMs + 60_000 } },
-      });
-      await load.warm;
+      const load = await startOutageLoad(backend, service);
       await waitFor(() => logs.every((l) => l.okAfter(0)), 10_000, 'the watches to see the instances');
 
       const downAt = Date.now();

@@ -1,9 +1,9 @@
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openBackend, type Backend } from './support/backends.js';
 import { MODE, reportFigures } from './support/mode.js';
-import { Instance, killAll, LoadGenerator, sleep, waitFor } from './support/processes.js';
+import { startOutageInstances, startOutageLoad } from './support/outage.js';
+import { killAll, sleep, waitFor } from './support/processes.js';
 
 // The local registry's directory becomes unusable under load, then comes back; later it is removed
 // outright. "Unreadable" is done by moving the directory away and putting a plain file at its
@@ -23,29 +23,8 @@ describe('local registry directory unusable, then removed, under load', () => {
       backend = await openBackend('local');
       const dir = (backend.ref as { dir: string }).dir;
       const service = 'outage-local';
-      const instances = Array.from(
-        { length: 3 },
-        (_, i) =>
-          new Instance({
-            service,
-            registry: backend!.ref,
-            ledger: join(backend!.scratch, `ledger-${i}.txt`),
-            check: { ttlMs: 1_000, deregisterCriticalAfterMs: 10_000 },
-          }),
-      );
-      await Promise.all(instances.map((i) => i.ready));
-      const load = new LoadGenerator({
-        service,
-        registry: backend.ref,
-        concurrency: 4,
-        pauseMs: 5,
-        postEvery: 10,
-        warmUpMs: 2_000,
-        maxDurationMs: MODE.outageMs + 90_000,
-        maxRequests: 2_000_000,
-        client: { discovery: { maxStalenessMs: MODE.outageMs + 60_000 } },
-      });
-      await load.warm;
+      const instances = await startOutageInstances(backend, service, 10_000);
+      const load = await startOutageLoad(backend, service);
       const stats = () => load.stats();
       await waitFor(async () => (await stats())?.eligiblePeers === 3, 10_000, 'the client to see the three instances');
 

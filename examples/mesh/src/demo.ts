@@ -6,7 +6,7 @@ import { watchDeparture } from './demo-watch.js';
 import { httpJson } from './http-json.js';
 import type { InstanceProcess } from './instance-process.js';
 import { LoadGenerator } from './load.js';
-import { Mesh } from './mesh.js';
+import { meshFromArgs, type Mesh } from './mesh.js';
 import { fetchStats, listRegistry } from './observe.js';
 import { BACKENDS } from './protocol.js';
 import { prepareRegistry } from './registry-env.js';
@@ -43,21 +43,7 @@ export async function runDemo(args: CliArgs): Promise<number> {
 
   const reg = await prepareRegistry(process.env, { warn: (m) => log(`registry: ${m}`) });
   const summary = emptySummary(reg.kind, args.instances);
-  const mesh = new Mesh({
-    instances: args.instances,
-    gatewayPort: args.gatewayPort,
-    portRange: args.portRange,
-    drainMs: args.drainMs,
-    userRatePerSec: args.userRatePerSec,
-    ewmaDecayMs: args.ewmaDecayMs,
-    env: reg.env,
-    onEvent: log,
-    // Once everything is stopping, the instances' own farewells (e.g. their clients noticing the
-    // others leave) are noise; they stay in each process's log tail.
-    onLine: (proc, line) => {
-      if (!mesh.stopped) log(`${proc.label}: ${line}`);
-    },
-  });
+  const mesh = meshFromArgs(args, reg, log);
   const shutdown = installShutdown(mesh, { registry: reg, drainMs: args.drainMs, log });
   const agent = new Agent({ keepAlive: true, maxSockets: 8 });
   const watchdog = setTimeout(() => {

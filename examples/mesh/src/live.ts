@@ -1,6 +1,6 @@
 import { Agent } from 'node:http';
 import type { CliArgs } from './args.js';
-import { Mesh } from './mesh.js';
+import { meshFromArgs } from './mesh.js';
 import { takeSnapshot, type MeshSnapshot } from './observe.js';
 import { prepareRegistry } from './registry-env.js';
 import { finishShutdown, installShutdown, type Shutdown } from './shutdown.js';
@@ -26,21 +26,7 @@ export async function runLive(args: CliArgs): Promise<number> {
   };
 
   const reg = await prepareRegistry(process.env, { warn: (m) => log(`registry: ${m}`) });
-  const mesh = new Mesh({
-    instances: args.instances,
-    gatewayPort: args.gatewayPort,
-    portRange: args.portRange,
-    drainMs: args.drainMs,
-    userRatePerSec: args.userRatePerSec,
-    ewmaDecayMs: args.ewmaDecayMs,
-    env: reg.env,
-    onEvent: log,
-    // Once everything is stopping, the instances' own farewells (e.g. their clients noticing the
-    // others leave) are noise; they stay in each process's log tail.
-    onLine: (proc, line) => {
-      if (!mesh.stopped) log(`${proc.label}: ${line}`);
-    },
-  });
+  const mesh = meshFromArgs(args, reg, log);
   const registryName = reg.kind === 'local' ? `local (${reg.where})` : `consul (${reg.where})`;
   log(`registry: ${registryName}; starting ${args.instances} instance(s) of each backend and the gateway`);
 

@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
+import type { CliArgs } from './args.js';
 import { InstanceProcess, describeExit, type ExitInfo } from './instance-process.js';
 import { BACKENDS, type InstanceConfig, type ServiceName } from './protocol.js';
+import type { RegistryEnv } from './registry-env.js';
 
 const INSTANCE_SCRIPT = fileURLToPath(new URL('./instance.js', import.meta.url));
 
@@ -150,6 +152,26 @@ export class Mesh {
     const leftoverPids = this.procs.map((p) => p.pid).filter((pid): pid is number => pid !== undefined && isAlive(pid));
     return { instances, forceKilled, leftoverPids, durationMs: Date.now() - startedAt };
   }
+}
+
+/** Shared by the live view and the demo, so the demo exercises the very mesh `pnpm mesh` starts. */
+export function meshFromArgs(args: CliArgs, reg: RegistryEnv, log: (message: string) => void): Mesh {
+  const mesh = new Mesh({
+    instances: args.instances,
+    gatewayPort: args.gatewayPort,
+    portRange: args.portRange,
+    drainMs: args.drainMs,
+    userRatePerSec: args.userRatePerSec,
+    ewmaDecayMs: args.ewmaDecayMs,
+    env: reg.env,
+    onEvent: log,
+    // Once everything is stopping, the instances' own farewells (e.g. their clients noticing the
+    // others leave) are noise; they stay in each process's log tail.
+    onLine: (proc, line) => {
+      if (!mesh.stopped) log(`${proc.label}: ${line}`);
+    },
+  });
+  return mesh;
 }
 
 async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {

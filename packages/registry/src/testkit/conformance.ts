@@ -59,6 +59,17 @@ export function registryConformance(name: string, target: ConformanceTarget): vo
       meta: { suite: 'peerlb' },
     });
     const removalBudget = (checkMs: number) => checkMs * 3 + target.settleMs + VISIBLE_WITHIN_MS;
+    // Starting from an instance another client's watch already lists, a change a test then waits for
+    // can only come from what the test did next.
+    const registerVisible = async (service: string, ttlMs: number) => {
+      const [writer, reader] = [await open(), await open()];
+      const server = await healthServer();
+      const watch = recorder(reader, service);
+      await writer.register(instance(service, server), { ttlMs });
+      await writer.heartbeat(`${service}-1`);
+      await watch.until((ids) => ids.includes(`${service}-1`), VISIBLE_WITHIN_MS * 3, 'the instance');
+      return { writer, server, watch };
+    };
 
     it('shows a registered healthy instance to a watcher within 1 s, with its data intact', async () => {
       const service = uniqueService();
@@ -115,38 +126,22 @@ export function registryConformance(name: string, target: ConformanceTarget): vo
     });
 
     it('removes an instance whose TTL lapses', async () => {
-      const service = uniqueService();
-      const [writer, reader] = [await open(), await open()];
-      const server = await healthServer();
-      const watch = recorder(reader, service);
       const ttlMs = 400;
-      await writer.register(instance(service, server), { ttlMs });
-      await writer.heartbeat(`${service}-1`);
-      await watch.until((ids) => ids.includes(`${service}-1`), VISIBLE_WITHIN_MS * 3, 'the instance');
+      const { watch } = await registerVisible(uniqueService(), ttlMs);
       const elapsed = await watch.until((ids) => ids.length === 0, removalBudget(ttlMs), 'the TTL to lapse');
       expect(elapsed).toBeGreaterThanOrEqual(ttlMs / 2);
     });
 
     it('takes an instance out when its heartbeat reports critical', async () => {
       const service = uniqueService();
-      const [writer, reader] = [await open(), await open()];
-      const server = await healthServer();
-      const watch = recorder(reader, service);
-      await writer.register(instance(service, server), { ttlMs: 5_000 });
-      await writer.heartbeat(`${service}-1`);
-      await watch.until((ids) => ids.includes(`${service}-1`), VISIBLE_WITHIN_MS * 3, 'the instance');
+      const { writer, watch } = await registerVisible(service, 5_000);
       await writer.heartbeat(`${service}-1`, { status: 'critical', note: 'health function failed' });
       await watch.until((ids) => ids.length === 0, VISIBLE_WITHIN_MS * 3, 'removal after a critical heartbeat');
     });
 
     it('removes a deregistered instance and reports heartbeats for it as not registered', async () => {
       const service = uniqueService();
-      const [writer, reader] = [await open(), await open()];
-      const server = await healthServer();
-      const watch = recorder(reader, service);
-      await writer.register(instance(service, server), { ttlMs: 5_000 });
-      await writer.heartbeat(`${service}-1`);
-      await watch.until((ids) => ids.includes(`${service}-1`), VISIBLE_WITHIN_MS * 3, 'the instance');
+      const { writer, watch } = await registerVisible(service, 5_000);
       await writer.deregister(`${service}-1`);
       const elapsed = await watch.until((ids) => ids.length === 0, VISIBLE_WITHIN_MS * 3, 'removal after deregister');
       expect(elapsed).toBeLessThanOrEqual(VISIBLE_WITHIN_MS);
@@ -251,12 +246,7 @@ export function registryConformance(name: string, target: ConformanceTarget): vo
 
     itWhen(target, name, 'restart', 'keeps a watcher working across a registry restart', async () => {
       const service = uniqueService();
-      const [writer, reader] = [await open(), await open()];
-      const server = await healthServer();
-      const watch = recorder(reader, service);
-      await writer.register(instance(service, server), { ttlMs: 10_000 });
-      await writer.heartbeat(`${service}-1`);
-      await watch.until((ids) => ids.includes(`${service}-1`), VISIBLE_WITHIN_MS * 3, 'the instance');
+      const { writer, server, watch } = await registerVisible(service, 10_000);
 
       await target.restart!();
       // The restarted registry forgot the instance; its owner finds out on the next heartbeat.
