@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Pool } from 'undici';
+import type { ServiceInstance } from '@peerlb/registry';
 import { createClient, seededRandom, undiciPoolFactory, type Client, type TransportFactory } from '../src/index.js';
 import { PeerTransport, resolvePoolOptions } from '../src/transport/index.js';
 import { delay, startPeer, TestRegistry, waitFor, type TestPeer } from './support/client-testkit.js';
@@ -142,11 +143,14 @@ describe('one pool per peer', () => {
   });
 });
 
+const endpoint = (port: number): ServiceInstance => ({ id: 'p', service: 's', address: '127.0.0.1', port, tags: [], meta: {} });
+
 describe('PeerTransport', () => {
   it('closes gracefully when idle and refuses use after retirement', async () => {
     const peer = await startPeer('p');
     cleanups.push(() => peer.close());
-    const transport = new PeerTransport(`http://127.0.0.1:${peer.port}`, undiciPoolFactory, resolvePoolOptions({}));
+    const transport = new PeerTransport(endpoint(peer.port), undiciPoolFactory, resolvePoolOptions({}));
+    expect(transport.origin).toBe(`http://127.0.0.1:${peer.port}`);
     expect(transport.created).toBe(false);
     const res = await transport.dispatcher().request({ path: '/', method: 'GET' });
     await res.body.text();
@@ -158,7 +162,7 @@ describe('PeerTransport', () => {
 
   it('retiring a transport that was never used opens nothing', async () => {
     let built = 0;
-    const transport = new PeerTransport('http://127.0.0.1:1', (o, p) => {
+    const transport = new PeerTransport(endpoint(1), (o, p) => {
       built++;
       return new Pool(o, p);
     }, resolvePoolOptions({}));

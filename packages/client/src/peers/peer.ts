@@ -2,7 +2,7 @@ import { schemeOf, type ServiceInstance } from '@peerlb/registry';
 import type { LoadTracker, PickablePeer } from '../balancer/index.js';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { PeerInfo } from '../errors.js';
-import { originOf, PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
+import { PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
 
 /**
  * One instance of a service, kept across registry updates for as long as its id is listed (and
@@ -38,7 +38,7 @@ export class Peer implements PickablePeer {
     this.info = Object.freeze({ id: instance.id, address: instance.address, port: instance.port });
     this.tracker = tracker;
     this.breaker = breaker;
-    this.transport = new PeerTransport(originOf(instance.address, instance.port, schemeOf(instance)), factory, poolOptions);
+    this.transport = new PeerTransport(instance, factory, poolOptions);
   }
 
   /** Same id but another address, port or scheme is another endpoint: it gets a fresh Peer. */

@@ -54,7 +54,7 @@ export class ServicePeers implements DiscoverySink {
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];
-  private readonly peers = new Map<string, Peer>();
+  private peers = new Map<string, Peer>();
   private list: Peer[] = [];
   private readonly detector: OutlierDetector | undefined;
   private panic = false;
@@ -126,9 +126,11 @@ export class ServicePeers implements DiscoverySink {
       }
     }
     for (const [id, peer] of this.peers) if (!next.has(id)) this.retire(peer);
-    this.peers.clear();
-    for (const [id, peer] of next) this.peers.set(id, peer);
-    this.list = [...next.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    this.peers = next;
+    // Sorted by id so order-sensitive pickers (round robin, hash ring) agree across clients.
+    // Registries mostly answer in id order already: checking is O(n), sorting O(n log n).
+    const list = [...next.values()];
+    this.list = isSortedById(list) ? list : list.sort(byId);
     this.rebuild();
   }
 
@@ -192,7 +194,7 @@ export class ServicePeers implements DiscoverySink {
     const peer = new Peer(instance, ctx.metric.create(), breaker, ctx.transportFactory, ctx.poolOptions);
     breaker?.onStateChange((state) => this.onBreaker(peer, state));
     this.detector?.add(peer.id);
-    ctx.events.emit('peer:added', { service: this.service, peer: peer.info });
+    if (ctx.events.has('peer:added')) ctx.events.emit('peer:added', { service: this.service, peer: peer.info });
     return peer;
   }
 
@@ -206,10 +208,17 @@ export class ServicePeers implements DiscoverySink {
     peer.retired = true;
     peer.breaker?.shutdown();
     this.detector?.remove(peer.id);
-    const retiring = peer.transport.retire(this.ctx.retireGraceMs);
-    this.retiring.add(retiring);
-    void retiring.then(() => this.retiring.delete(retiring));
-    if (announce) this.ctx.events.emit('peer:removed', { service: this.service, peer: peer.info });
+    // A peer never called has nothing to close: no promise to track (10,000 of them in a big update).
+    if (!peer.transport.idle) {
+      const retiring = peer.transport.retire(this.ctx.retireGraceMs);
+      this.retiring.add(retiring);
+      void retiring.then(() => this.retiring.delete(retiring));
+    } else {
+      peer.transport.retire(this.ctx.retireGraceMs);
+    }
+    if (announce && this.ctx.events.has('peer:removed')) {
+      this.ctx.events.emit('peer:removed', { service: this.service, peer: peer.info });
+    }
   }
 
   private onBreaker(peer: Peer, state: BreakerState): void {
@@ -283,4 +292,11 @@ export class ServicePeers implements DiscoverySink {
       });
     }
   }
+}
+
+const byId = (a: Peer, b: Peer): number => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
+function isSortedById(peers: readonly Peer[]): boolean {
+  for (let i = 1; i < peers.length; i++) if (peers[i - 1]!.id > peers[i]!.id) return false;
+  return true;
 }

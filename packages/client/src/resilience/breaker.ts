@@ -307,14 +307,10 @@ class PeerBreakerImpl implements PeerBreaker {
   readonly #factory: BreakerFactory;
   #breaker: CircuitBreaker<Parameters<Action>, unknown> | undefined;
   #status: CountingStatus | undefined;
+  #errorFilter: ErrorFilter | undefined;
   #listeners: StateListener[] | undefined;
   #state: BreakerState = 'closed';
   #shutdown = false;
-  // opossum calls errorFilter(error, ...fireArgs): here (error, call, signal). True = not a failure.
-  readonly #errorFilter: ErrorFilter = (error, _call, signal) => {
-    if (this.#factory.options.isPeerFault(error, signal)) return false;
-    return !(this.#breaker?.halfOpen === true && isInconclusive(error, signal));
-  };
 
   constructor(peerId: string, factory: BreakerFactory) {
     this.peerId = peerId;
@@ -367,6 +363,12 @@ class PeerBreakerImpl implements PeerBreaker {
   }
 
   #arm(): CircuitBreaker<Parameters<Action>, unknown> {
+    const isFault = this.#factory.options.isPeerFault;
+    // opossum calls errorFilter(error, ...fireArgs): here (error, call, signal). True = not a failure.
+    this.#errorFilter = (error, _call, signal) => {
+      if (isFault(error, signal)) return false;
+      return !(this.#breaker?.halfOpen === true && isInconclusive(error, signal));
+    };
     const breaker = this.#factory.arm(this, this.#errorFilter);
     this.#breaker = breaker;
     this.#status = breaker.status as unknown as CountingStatus;
@@ -393,7 +395,7 @@ class PeerBreakerImpl implements PeerBreaker {
     }
     const status = this.#status!;
     status.increment('fires');
-    if (this.#errorFilter(error, undefined, signal)) {
+    if (this.#errorFilter!(error, undefined, signal)) {
       status.increment('successes');
       if (breaker.halfOpen) breaker.close();
     } else {

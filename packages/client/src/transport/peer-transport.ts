@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
-import { ClosedError } from '@peerlb/registry';
+import { ClosedError, schemeOf, type ServiceInstance } from '@peerlb/registry';
 import type { ResolvedPoolOptions } from './pool-options.js';
 
 /**
@@ -33,17 +33,30 @@ export function originOf(address: string, port: number, scheme: 'http' | 'https'
 export class PeerTransport {
   private pool: Dispatcher | undefined;
   private retiring: Promise<void> | undefined;
-  /** Pools swapped out after a refusal (see `replaceAfterRefusal`), still closing. */
-  private readonly replaced = new Set<Promise<void>>();
+  /** Pools swapped out after a refusal (see `replaceAfterRefusal`), still closing. Made on the first. */
+  private replaced: Set<Promise<void>> | undefined;
+
+  #origin: string | undefined;
 
   constructor(
-    readonly origin: string,
+    /** Where to connect: address, port and `meta.scheme` (read when the origin is first needed). */
+    private readonly endpoint: ServiceInstance,
     private readonly factory: TransportFactory,
     private readonly options: ResolvedPoolOptions,
   ) {}
 
+  /** `scheme://address:port`, built on first use: most peers of a large service are never called. */
+  get origin(): string {
+    return (this.#origin ??= originOf(this.endpoint.address, this.endpoint.port, schemeOf(this.endpoint)));
+  }
+
   get created(): boolean {
     return this.pool !== undefined;
+  }
+
+  /** No pool was ever made and none is closing: retiring it has nothing to wait for. */
+  get idle(): boolean {
+    return this.pool === undefined && (this.replaced === undefined || this.replaced.size === 0);
   }
 
   get retired(): boolean {
@@ -71,19 +84,26 @@ export class PeerTransport {
     if (pool === undefined || this.retiring !== undefined) return;
     this.pool = undefined;
     const closing = closeThenDestroy(pool, graceMs);
-    this.replaced.add(closing);
-    void closing.then(() => this.replaced.delete(closing));
+    const replaced = (this.replaced ??= new Set());
+    replaced.add(closing);
+    void closing.then(() => replaced.delete(closing));
   }
 
   /** Graceful close, then destroy after `graceMs`. Idempotent; resolves once the pool is gone. */
   retire(graceMs: number): Promise<void> {
     if (this.retiring) return this.retiring;
     const pool = this.pool;
-    const replaced = [...this.replaced];
+    if (this.idle) {
+      this.retiring = RETIRED;
+      return RETIRED;
+    }
+    const replaced = this.replaced === undefined ? [] : [...this.replaced];
     this.retiring = Promise.all([...replaced, pool ? closeThenDestroy(pool, graceMs) : undefined]).then(() => {});
     return this.retiring;
   }
 }
+
+const RETIRED: Promise<void> = Promise.resolve();
 
 /** Closes `pool` gracefully (in-flight requests finish), destroying it if that takes longer than `graceMs`. */
 function closeThenDestroy(pool: Dispatcher, graceMs: number): Promise<void> {
