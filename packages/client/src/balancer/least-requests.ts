@@ -11,6 +11,6 @@ export function leastRequests(): Balancer {
   return {
     name: 'least-requests',
     metric: leastRequestsLoad(),
-    build: (peers) => twoChoices(peers, (peer) => peer.tracker.inFlight),
+    build: (peers) => twoChoices(peers, (tracker) => tracker.inFlight),
   };
 }

@@ -2,7 +2,7 @@ import { peakEwma, validateLoadMetric } from './load-metrics.js';
 import { optionsObject } from './option-checks.js';
 import { ALL_EXCLUDED, NO_PEERS, peerResults, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
-import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';
+import type { Balancer, LoadMetric, LoadTracker, PickablePeer, PickContext, Picker, PickResult } from './types.js';
 
 export interface P2cOptions {
   /** How peers are tracked and compared. Default `peakEwma()`. */
@@ -20,15 +20,21 @@ export function p2c(options?: P2cOptions): Balancer {
   return {
     name: 'p2c',
     metric,
-    build: (peers) => twoChoices(peers, (peer, now) => peer.tracker.load(now)),
+    build: (peers) => twoChoices(peers, (tracker, now) => tracker.load(now)),
   };
 }
 
+/**
+ * The snapshot keeps the peers' trackers in their own array: a pick reads two trackers and
+ * touches no peer object, which matters at 10,000 peers, where every object a pick reads is
+ * likely a cache miss.
+ */
 export function twoChoices<P extends PickablePeer>(
   input: readonly P[],
-  loadOf: (peer: P, now: number) => number,
+  loadOf: (tracker: LoadTracker, now: number) => number,
 ): Picker<P> {
   const peers = snapshotOf(input);
+  const trackers = peers.map((peer) => peer.tracker);
   const results = peerResults(peers);
   return {
     size: peers.length,
@@ -39,7 +45,7 @@ export function twoChoices<P extends PickablePeer>(
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
       if (b < 0) return results[a]!;
       // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
-      return loadOf(peers[b]!, ctx.now) < loadOf(peers[a]!, ctx.now) ? results[b]! : results[a]!;
+      return loadOf(trackers[b]!, ctx.now) < loadOf(trackers[a]!, ctx.now) ? results[b]! : results[a]!;
     },
   };
 }
