@@ -29,6 +29,7 @@ import { resolveDiscoveryOptions, type DiscoveryOptions } from './discovery/inde
 import { BalancedDispatcher, type BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
 import { ClientEvents, type ClientEventMap, type ClientEventName } from './events.js';
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
+import { DeadlineQueue } from './pipeline/deadlines.js';
 import { balancedCall, type BalancedResponse, type PipelineContext } from './pipeline/request-pipeline.js';
 import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
 import { validateLimit } from './pipeline/body-limits.js';
@@ -149,6 +150,7 @@ class BalancingClient implements Client, PipelineContext {
   readonly random: () => number;
   readonly clock: () => number;
   readonly events: ClientEvents;
+  readonly deadlines: DeadlineQueue;
   private readonly serviceContext: ServiceContext;
   private readonly services = new Map<string, ServicePeers>();
   private readonly registry: Registry;
@@ -206,6 +208,9 @@ class BalancingClient implements Client, PipelineContext {
     }
     this.closeRegistry = options.closeRegistry ?? false;
     this.events = new ClientEvents(logger);
+    this.deadlines = new DeadlineQueue((err) =>
+      logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),
+    );
     this.serviceContext = Object.freeze({
       registry: this.registry,
       balancer,

@@ -17,6 +17,7 @@ import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import { allPeersFull, bodyOutcome, errorOutcome, isFailureStatus, pickPeer, statusOutcome, type PickState } from './attempt.js';
 import { checkRequestBody, declaresTooLarge, limitResponseBody } from './body-limits.js';
+import type { Deadline, DeadlineQueue } from './deadlines.js';
 import {
   isReplayableBody,
   prepareHeaders,
@@ -55,6 +56,8 @@ export interface PipelineContext {
   readonly random: () => number;
   readonly clock: () => number;
   readonly events: ClientEvents;
+  /** Where every call's deadline waits (one timer per timeout value, not one per call). */
+  readonly deadlines: DeadlineQueue;
 }
 
 /** Rate limit, deadline, retries, pick, breaker, transport, feedback: one call, start to end. */
@@ -110,11 +113,19 @@ type Completion = (outcome: Outcome, now: number) => void;
  * The state of one call across its attempts. One object per call holds what the attempts share
  * (deadline, peers tried, the pick context), so an attempt allocates little beyond undici's own.
  */
-class Call {
+class Call implements Deadline {
   /** The call's own abort signal for undici (see `CallSignal`): the deadline and the caller's signal end here. */
   private readonly signal = new CallSignal();
-  private readonly timer: NodeJS.Timeout;
+  // Deadline links, owned by ctx.deadlines.
+  dueAt = 0;
+  previousDue: Deadline | undefined = undefined;
+  nextDue: Deadline | undefined = undefined;
+  lane: Deadline['lane'] = undefined;
   private readonly deadlineAt: number;
+  /** Clock reading when the call started; the first pick and attempt use it too. */
+  private readonly startedAt: number;
+  /** Clock reading when the last attempt ended. */
+  private endedAt = 0;
   private readonly tried: Peer[] = [];
   /** Reused for every pick of this call; `exclude` is allocated on the first retry only. */
   private readonly pickContext: PickState;
@@ -146,33 +157,43 @@ class Call {
     private readonly timeoutMs: number,
   ) {
     this.replayable = isReplayableBody(options.body);
-    this.deadlineAt = ctx.clock() + timeoutMs;
-    this.pickContext = { random: ctx.random, now: 0, exclude: undefined, key: options.key };
-    // Our own timer rather than undici's headersTimeout, which ticks at about 1 s.
-    this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
-    this.timer.unref();
+    // One clock reading serves the deadline, the retry budget, the first pick and the first attempt.
+    const now = ctx.clock();
+    this.startedAt = now;
+    this.deadlineAt = now + timeoutMs;
+    this.pickContext = { random: ctx.random, now, exclude: undefined, key: options.key };
+    // Our own deadline rather than undici's headersTimeout, which ticks at about 1 s.
+    ctx.deadlines.add(this, timeoutMs);
     const signal = options.signal;
     if (signal !== undefined) {
       this.onUserAbort = () => this.end(new AbortedError(signal.reason));
       signal.addEventListener('abort', this.onUserAbort, { once: true });
     }
     svc.counters.requests++;
-    ctx.budget?.deposit(ctx.clock());
+    ctx.budget?.deposit(now);
+  }
+
+  /** The deadline passed (called by `ctx.deadlines`). */
+  expire(): void {
+    this.onDeadline();
   }
 
   async run(): Promise<BalancedResponse> {
     try {
       const signal = this.signal;
+      let now = this.startedAt;
       if (!this.svc.watch.hasBeenSeen) {
         await this.waitForDiscovery();
         if (this.svc.isClosed) throw new ClosedError('client');
+        now = this.ctx.clock();
       }
-      let peer = this.pick();
+      let peer = this.pick(now);
       if (peer === undefined) throw this.noPeers();
       for (let attempt = 1; ; attempt++) {
         if (signal.aborted) throw signal.reason;
-        const answered = await this.attempt(peer);
-        const timeLeftMs = this.deadlineAt - this.ctx.clock();
+        const answered = await this.attempt(peer, now);
+        now = this.endedAt;
+        const timeLeftMs = this.deadlineAt - now;
         if (answered) {
           const response = this.response!;
           const statusCode = response.statusCode;
@@ -189,7 +210,7 @@ class Call {
             statusCode,
             retryAfterMs,
           });
-          const next = decision.retry ? this.nextPeerForRetry() : undefined;
+          const next = decision.retry ? this.nextPeerForRetry(now) : undefined;
           // No other peer, budget or attempt: the caller gets this answer, 5xx or not.
           if (next === undefined) return this.deliver();
           // The answer is dropped for another try: count it now and free its socket.
@@ -216,7 +237,7 @@ class Call {
           if (decision.why === 'deadline') throw this.deadline();
           throw this.upstream(error, decision.why === 'attempts' ? 'attempts-exhausted' : 'not-retryable');
         }
-        const next = this.nextPeerForRetry();
+        const next = this.nextPeerForRetry(now);
         if (next === undefined) throw this.upstream(error, this.budgetRefused ? 'budget-exhausted' : 'no-other-peer');
         this.announceRetry(peer, attempt, error, undefined);
         peer = next;
@@ -229,13 +250,13 @@ class Call {
   }
 
   /** Another peer (never one tried) if the picker has one and the retry budget allows it. */
-  private nextPeerForRetry(): Peer | undefined {
+  private nextPeerForRetry(now: number): Peer | undefined {
     this.budgetRefused = false;
     const exclude = (this.pickContext.exclude ??= new Set());
     for (const peer of this.tried) exclude.add(peer.id);
-    const peer = this.pick();
+    const peer = this.pick(now);
     if (peer === undefined) return undefined;
-    if (this.ctx.budget !== undefined && !this.ctx.budget.tryWithdraw(this.ctx.clock())) {
+    if (this.ctx.budget !== undefined && !this.ctx.budget.tryWithdraw(now)) {
       this.budgetRefused = true;
       return undefined;
     }
@@ -243,18 +264,17 @@ class Call {
     return peer;
   }
 
-  private pick(): Peer | undefined {
-    this.pickContext.now = this.ctx.clock();
+  private pick(now: number): Peer | undefined {
+    this.pickContext.now = now;
     return pickPeer(this.svc, this.pickContext);
   }
 
   /** One attempt on `peer`. True: a response arrived (`this.response`); false: an error (`this.error`). */
-  private async attempt(peer: Peer): Promise<boolean> {
+  private async attempt(peer: Peer, started: number): Promise<boolean> {
     const ctx = this.ctx;
     this.tried.push(peer);
     peer.requests++;
     this.peer = peer;
-    const started = ctx.clock();
     const completion = peer.tracker.start(started);
     let response: Dispatcher.ResponseData;
     try {
@@ -268,6 +288,7 @@ class Call {
       }
     } catch (err) {
       const now = ctx.clock();
+      this.endedAt = now;
       if (err instanceof StatusFailure) {
         this.response = err.response;
         this.outcome = statusOutcome(err.statusCode, now - started);
@@ -280,8 +301,10 @@ class Call {
       this.error = err;
       return false;
     }
+    const now = ctx.clock();
+    this.endedAt = now;
     this.response = response;
-    this.outcome = statusOutcome(response.statusCode, ctx.clock() - started);
+    this.outcome = statusOutcome(response.statusCode, now - started);
     this.completion = completion;
     return true;
   }
@@ -476,7 +499,7 @@ class Call {
   }
 
   private finish(): void {
-    clearTimeout(this.timer);
+    this.ctx.deadlines.remove(this);
     if (this.onUserAbort !== undefined) this.options.signal?.removeEventListener('abort', this.onUserAbort);
   }
 }
