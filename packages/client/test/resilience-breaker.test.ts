@@ -120,6 +120,34 @@ describe('PeerBreaker (opossum 9)', () => {
     expect(b.state).toBe('open');
   });
 
+  it('admits direct calls while closed and judges their reported outcomes as run() would', async () => {
+    const b = factory({ volumeThreshold: 4, errorThresholdPercentage: 50 }).create('p1');
+    const seen = recorder(b);
+    expect(b.admitsDirectCall()).toBe(true);
+    b.succeeded();
+    b.succeeded();
+    const reset = Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+    for (let i = 0; i < 2; i++) await b.failed(reset);
+    // 2 of 4: not above 50 %.
+    expect(b.state).toBe('closed');
+    await b.failed(reset);
+    // failed() resolves once opossum has decided: 3 of 5 opened it.
+    expect(b.state).toBe('open');
+    expect(b.admitsDirectCall()).toBe(false);
+    expect(seen).toEqual([['open', 'closed']]);
+    // A 404 is the peer answering: reported as a failure, it still counts for the peer.
+    const c = factory({ volumeThreshold: 1 }).create('p2');
+    await c.failed(Object.assign(new Error('404'), { statusCode: 404 }));
+    expect(c.state).toBe('closed');
+  });
+
+  it("sends every call through opossum's fire() when its own timeoutMs is set", async () => {
+    const b = factory({ timeoutMs: 30 }).create('p1');
+    expect(b.admitsDirectCall()).toBe(false);
+    const err = await b.run(() => new Promise(() => undefined)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ETIMEDOUT' });
+  });
+
   it('does not open below the volume threshold', async () => {
     const b = factory({ volumeThreshold: 10 }).create('p1');
     await trip(b, 9);

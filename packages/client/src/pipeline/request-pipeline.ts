@@ -276,15 +276,25 @@ class Call implements Deadline {
     peer.requests++;
     this.peer = peer;
     const completion = peer.tracker.start(started);
+    const breaker = peer.breaker;
     let response: Dispatcher.ResponseData;
     try {
-      if (peer.breaker === undefined) {
+      if (breaker === undefined) {
         response = await this.send();
+      } else if (breaker.admitsDirectCall()) {
+        // The common case, without a promise around the call: the breaker hears the outcome.
+        // No signal for it: our own aborts reject with DeadlineError/AbortedError, which its
+        // fault rule already classifies as ours (never counted against the peer).
+        try {
+          response = await this.send();
+        } catch (err) {
+          await breaker.failed(err);
+          throw err;
+        }
+        breaker.succeeded();
       } else {
-        // No signal for the breaker: our own aborts reject with DeadlineError/AbortedError, which
-        // its fault rule already classifies as ours (never counted against the peer).
         this.sendUnderBreaker ??= () => this.send();
-        response = await peer.breaker.run(this.sendUnderBreaker);
+        response = await breaker.run(this.sendUnderBreaker);
       }
     } catch (err) {
       const now = ctx.clock();

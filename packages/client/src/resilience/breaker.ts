@@ -45,6 +45,19 @@ export interface PeerBreaker {
    * The call must settle: pass it a deadline through `signal`.
    */
   run<T>(call: BreakerCall<T>, signal?: AbortSignal): Promise<T>;
+  /**
+   * The request path's way around `run`: true when a call may run now without the breaker
+   * wrapping it (closed, and no opossum `timeoutMs`). The caller then runs it itself and must
+   * report its end with `succeeded()` or `failed()`. False: use `run` (or skip the peer).
+   */
+  admitsDirectCall(): boolean;
+  /** A call admitted by `admitsDirectCall` ended well. */
+  succeeded(): void;
+  /**
+   * A call admitted by `admitsDirectCall` failed with `error`. Resolves (never rejects) once the
+   * breaker has judged it, so a caller that waits sees the breaker's resulting state.
+   */
+  failed(error: unknown, signal?: AbortSignal): Promise<void>;
   /** Listens to transitions; returns the unsubscribe function. */
   onStateChange(listener: (state: BreakerState, previous: BreakerState) => void): () => void;
   /** Stops the breaker (timers, listeners). Call when the peer leaves. Idempotent. */
@@ -280,6 +293,10 @@ function rejectWith(error: unknown): BreakerCall<never> {
   return () => Promise.reject(error);
 }
 
+const DONE: Promise<void> = Promise.resolve();
+
+function noop(): void {}
+
 
 /**
  * One peer's breaker: opossum's state machine and rolling window, reached two ways.
@@ -290,7 +307,8 @@ function rejectWith(error: unknown): BreakerCall<never> {
  *   so opossum's own error filter, threshold and volume rules decide whether to open, and the
  *   caller sees the error only after opossum has decided. `fire()` around every call cost more
  *   than the rest of the request path (a promise chain, two timestamps and two events per call,
- *   ~10 us of CPU per request under load in the bench); this path costs one `then`.
+ *   ~10 us of CPU per request under load in the bench). The request pipeline goes further and
+ *   runs the call itself (`admitsDirectCall`, then `succeeded`/`failed`): no promise at all.
  *   One difference follows: a call is counted in the window when it ends, not when it starts,
  *   so the error rate is over finished calls (calls still in flight do not dilute it).
  * - Half-open (the single trial) and with opossum's own `timeoutMs`, calls go through `fire()`.
@@ -307,6 +325,8 @@ class PeerBreakerImpl implements PeerBreaker {
   readonly #factory: BreakerFactory;
   #breaker: CircuitBreaker<Parameters<Action>, unknown> | undefined;
   #status: CountingStatus | undefined;
+  /** opossum's own per-call timeout needs `fire` around every call. */
+  readonly #directCalls: boolean;
   #errorFilter: ErrorFilter | undefined;
   #listeners: StateListener[] | undefined;
   #state: BreakerState = 'closed';
@@ -315,6 +335,7 @@ class PeerBreakerImpl implements PeerBreaker {
   constructor(peerId: string, factory: BreakerFactory) {
     this.peerId = peerId;
     this.#factory = factory;
+    this.#directCalls = factory.options.timeout === false;
   }
 
   get state(): BreakerState | 'shutdown' {
@@ -328,19 +349,25 @@ class PeerBreakerImpl implements PeerBreaker {
 
   run<T>(call: BreakerCall<T>, signal?: AbortSignal): Promise<T> {
     if (this.#shutdown) return Promise.reject(new ClosedError(`circuit breaker of peer "${this.peerId}"`));
-    const breaker = this.#breaker ?? this.#arm();
-    if (breaker.closed && this.#factory.options.timeout === false) {
+    if (this.admitsDirectCall()) {
       return call(signal).then(
         (value) => {
-          this.#succeeded();
+          this.succeeded();
           return value;
         },
-        (error: unknown) => this.#failed(error, signal),
+        (error: unknown) => this.failed(error, signal).then(() => Promise.reject(error)),
       );
     }
+    const breaker = this.#breaker!;
     // The same test opossum makes, done first so a refusal is our typed error, not opossum's.
     if (!(breaker.closed || breaker.pendingClose)) return Promise.reject(new BreakerOpenError(this.peerId));
     return breaker.fire(call, signal) as Promise<T>;
+  }
+
+  admitsDirectCall(): boolean {
+    if (this.#shutdown) return false;
+    const breaker = this.#breaker ?? this.#arm();
+    return breaker.closed && this.#directCalls;
   }
 
   onStateChange(listener: StateListener): () => void {
@@ -378,20 +405,20 @@ class PeerBreakerImpl implements PeerBreaker {
     return breaker;
   }
 
-  #succeeded(): void {
-    if (this.#shutdown) return;
+  succeeded(): void {
+    if (this.#shutdown || this.#breaker === undefined) return;
     const status = this.#status!;
     status.increment('fires');
     status.increment('successes');
     if (this.#breaker!.halfOpen) this.#breaker!.close();
   }
 
-  #failed(error: unknown, signal: AbortSignal | undefined): Promise<never> {
-    const breaker = this.#breaker!;
-    if (this.#shutdown) return Promise.reject(error);
+  failed(error: unknown, signal?: AbortSignal): Promise<void> {
+    const breaker = this.#breaker;
+    if (this.#shutdown || breaker === undefined) return DONE;
     if (breaker.closed) {
-      // opossum judges it (filter, threshold, volume) before the caller hears of it.
-      return breaker.fire(rejectWith(error), signal) as Promise<never>;
+      // opossum judges it (filter, threshold, volume); settles once it has.
+      return (breaker.fire(rejectWith(error), signal) as Promise<unknown>).then(noop, noop);
     }
     const status = this.#status!;
     status.increment('fires');
@@ -402,7 +429,7 @@ class PeerBreakerImpl implements PeerBreaker {
       status.increment('failures');
       if (breaker.halfOpen) breaker.open();
     }
-    return Promise.reject(error);
+    return DONE;
   }
 
   #transition(next: BreakerState): void {
