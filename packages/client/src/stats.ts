@@ -80,7 +80,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         port: peer.instance.port,
         inFlight: peer.tracker.inFlight,
         load: peer.tracker.load(now),
-        breaker: peer.breaker?.state ?? 'disabled',
+        breaker: peer.breakerState,
         ejected: svc.isEjected(peer),
         ejectedForMs: until === undefined ? undefined : Math.max(0, until - now),
         avoidedForMs: peer.avoidUntil > now ? peer.avoidUntil - now : undefined,

@@ -221,11 +221,12 @@ class DispatchCall {
     (this.pickState.exclude ??= new Set()).add(peer.id);
     peer.requests++;
     const attempt = new AttemptHandler(this, peer, this.ctx.clock());
-    if (peer.breaker === undefined) {
+    const breaker = peer.breakerForCall();
+    if (breaker === undefined) {
       // The promise only feeds a breaker; without one nobody awaits it.
       attempt.send().catch(noop);
     } else {
-      peer.breaker.run(() => attempt.send()).catch((err: unknown) => attempt.refused(err));
+      breaker.run(() => attempt.send()).catch((err: unknown) => attempt.refused(err));
     }
   }
 

@@ -1,6 +1,12 @@
 import { schemeOf, type ServiceInstance } from '@peerlb/registry';
 import type { LoadTracker, PickablePeer } from '../balancer/index.js';
-import type { PeerBreaker } from '../resilience/index.js';
+import type { BreakerFactory, BreakerState, PeerBreaker } from '../resilience/index.js';
+
+/** How a service's peers get their breakers: one factory, one state listener for them all. */
+export interface PeerBreakers {
+  readonly factory: BreakerFactory;
+  readonly onState: (peer: Peer, state: BreakerState) => void;
+}
 import type { PeerInfo } from '../errors.js';
 import { PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
 
@@ -16,8 +22,9 @@ export class Peer implements PickablePeer {
   /** The public face of the peer, built once: responses, errors and events share it. */
   readonly info: PeerInfo;
   readonly tracker: LoadTracker;
-  readonly breaker: PeerBreaker | undefined;
   readonly transport: PeerTransport;
+  #breaker: PeerBreaker | undefined;
+  readonly #breakers: PeerBreakers | undefined;
   /** Until when (clock ms) the peer asked, with Retry-After, not to be sent more requests. */
   avoidUntil = 0;
   /** Attempts sent to this peer, and those that failed (error, 5xx or 429). */
@@ -28,7 +35,7 @@ export class Peer implements PickablePeer {
   constructor(
     instance: ServiceInstance,
     tracker: LoadTracker,
-    breaker: PeerBreaker | undefined,
+    breakers: PeerBreakers | undefined,
     factory: TransportFactory,
     poolOptions: ResolvedPoolOptions,
   ) {
@@ -37,8 +44,37 @@ export class Peer implements PickablePeer {
     this.instance = instance;
     this.info = Object.freeze({ id: instance.id, address: instance.address, port: instance.port });
     this.tracker = tracker;
-    this.breaker = breaker;
+    this.#breakers = breakers;
     this.transport = new PeerTransport(instance, factory, poolOptions);
+  }
+
+  /**
+   * The peer's breaker if it has had a call. Health checks and picks read this: a peer never
+   * called has no failures, so it counts as closed.
+   */
+  get breaker(): PeerBreaker | undefined {
+    return this.#breaker;
+  }
+
+  /** For stats: 'disabled' with `breaker: false`; a peer never called is 'closed'. */
+  get breakerState(): BreakerState | 'shutdown' | 'disabled' {
+    if (this.#breakers === undefined) return 'disabled';
+    return this.#breaker?.state ?? (this.retired ? 'shutdown' : 'closed');
+  }
+
+  /**
+   * The breaker for a call, made on the peer's first call like its pool: a client watching
+   * 10,000 instances and calling a few pays for a few. Undefined with `breaker: false`, and once
+   * the peer has left or the client closes (its transport refuses the call then anyway).
+   */
+  breakerForCall(): PeerBreaker | undefined {
+    if (this.#breaker !== undefined || this.#breakers === undefined || this.retired) return this.#breaker;
+    const { factory, onState } = this.#breakers;
+    if (factory.closed) return undefined;
+    const breaker = factory.create(this.id);
+    breaker.onStateChange((state) => onState(this, state));
+    this.#breaker = breaker;
+    return breaker;
   }
 
   /** Same id but another address, port or scheme is another endpoint: it gets a fresh Peer. */

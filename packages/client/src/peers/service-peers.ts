@@ -10,7 +10,7 @@ import {
 } from '../resilience/index.js';
 import type { ClientEvents } from '../events.js';
 import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
-import { Peer } from './peer.js';
+import { Peer, type PeerBreakers } from './peer.js';
 
 /** Everything a service's peer set needs from the client that owns it. */
 export interface ServiceContext {
@@ -57,6 +57,8 @@ export class ServicePeers implements DiscoverySink {
   private peers = new Map<string, Peer>();
   private list: Peer[] = [];
   private readonly detector: OutlierDetector | undefined;
+  /** Shared by every peer of the service; undefined with `breaker: false`. */
+  private readonly peerBreakers: PeerBreakers | undefined;
   private panic = false;
   private expired = false;
   private restoreTimer: NodeJS.Timeout | undefined;
@@ -75,6 +77,10 @@ export class ServicePeers implements DiscoverySink {
   ) {
     this.picker = ctx.balancer.build<Peer>([]);
     this.detector = ctx.outlier === false ? undefined : new OutlierDetector(ctx.outlier, 'outlier');
+    this.peerBreakers =
+      ctx.breakers === undefined
+        ? undefined
+        : { factory: ctx.breakers, onState: (peer, state) => this.onBreaker(peer, state) };
     this.watch = new ServiceWatch(ctx.registry, service, ctx.discovery, this, ctx.logger);
   }
 
@@ -190,9 +196,7 @@ export class ServicePeers implements DiscoverySink {
 
   private add(instance: ServiceInstance): Peer {
     const ctx = this.ctx;
-    const breaker = ctx.breakers?.create(instance.id);
-    const peer = new Peer(instance, ctx.metric.create(), breaker, ctx.transportFactory, ctx.poolOptions);
-    breaker?.onStateChange((state) => this.onBreaker(peer, state));
+    const peer = new Peer(instance, ctx.metric.create(), this.peerBreakers, ctx.transportFactory, ctx.poolOptions);
     this.detector?.add(peer.id);
     if (ctx.events.has('peer:added')) ctx.events.emit('peer:added', { service: this.service, peer: peer.info });
     return peer;

@@ -276,7 +276,7 @@ class Call implements Deadline {
     peer.requests++;
     this.peer = peer;
     const completion = peer.tracker.start(started);
-    const breaker = peer.breaker;
+    const breaker = peer.breakerForCall();
     let response: Dispatcher.ResponseData;
     try {
       if (breaker === undefined) {
