@@ -177,6 +177,7 @@ describe('max concurrent requests per peer', () => {
     expect(refused).toHaveLength(14);
     expect(refused[0]!.code).toBe('PEERLB_NO_PEERS');
     expect(refused[0]!.message).toMatch(/maxConcurrentPerPeer/);
+    expect(refused.every((e) => e.reason === 'all-busy')).toBe(true);
     expect(highest).toEqual([3, 3]);
     // Capacity comes back as answers end.
     const again = await client.request({ service: 'api', path: '/' });

@@ -22,13 +22,26 @@ interface FailureDetails {
 export class NoPeersError extends PeerlbError {
   readonly service: string;
   readonly peersTried: readonly PeerInfo[];
+  /** Why, so a caller can react (e.g. shed load on `all-busy`, alert on `registry-unavailable`). */
+  readonly reason: NoPeersReason;
 
-  constructor(message: string, details: FailureDetails) {
+  constructor(message: string, details: FailureDetails & { readonly reason: NoPeersReason }) {
     super('PEERLB_NO_PEERS', message, details.cause === undefined ? undefined : { cause: details.cause });
     this.service = details.service;
     this.peersTried = details.peersTried;
+    this.reason = details.reason;
   }
 }
+
+/**
+ * - `no-answer`: the registry had not answered for the service before the call's deadline.
+ * - `registry-unavailable`: the registry has been failing for longer than `maxStalenessMs`.
+ * - `no-instances`: the registry lists no healthy instance.
+ * - `all-busy`: every peer has `maxConcurrentPerPeer` requests in flight.
+ * - `all-refused`: every peer's breaker refuses calls now (open, or half-open with its trial out),
+ *   or has left since the pick.
+ */
+export type NoPeersReason = 'no-answer' | 'registry-unavailable' | 'no-instances' | 'all-busy' | 'all-refused';
 
 /** The call's deadline (`timeoutMs`) passed before a response arrived; `cause` is the last attempt's error. */
 export class DeadlineError extends PeerlbError {

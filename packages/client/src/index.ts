@@ -13,7 +13,7 @@ export type {
 } from './pipeline/request-options.js';
 export type { BalancedResponse, ResponseBody } from './pipeline/request-pipeline.js';
 export { NoPeersError, DeadlineError, UpstreamError, BodyTooLargeError } from './errors.js';
-export type { PeerInfo } from './errors.js';
+export type { NoPeersReason, PeerInfo } from './errors.js';
 export type {
   ClientEventMap,
   ClientEventName,

@@ -113,7 +113,7 @@ describe('createClient: request', () => {
     const { client } = await setup(0);
     const err = await client.request({ service: 'api', path: '/' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NoPeersError);
-    expect((err as NoPeersError).code).toBe('PEERLB_NO_PEERS');
+    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'no-instances', service: 'api' });
   });
 
   it('waits for a first registry answer only up to the deadline', async () => {
@@ -129,7 +129,7 @@ describe('createClient: request', () => {
     const client = track(createClient({ registry: silent }));
     const started = Date.now();
     const err = await client.request({ service: 'api', path: '/', timeoutMs: 150 }).catch((e: unknown) => e);
-    expect((err as NoPeersError).code).toBe('PEERLB_NO_PEERS');
+    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'no-answer' });
     expect(Date.now() - started).toBeGreaterThanOrEqual(140);
   });
 

@@ -194,7 +194,7 @@ describe('discovery through the client', () => {
     registry.fail('api', 'consul unreachable');
     await waitFor(() => client.stats().services.api!.expired, 2000, 'expiry');
     const err = await client.request({ service: 'api', path: '/' }).catch((e: unknown) => e);
-    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS' });
+    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'registry-unavailable' });
     expect(((err as Error).cause as Error).message).toBe('consul unreachable');
     registry.instances('api', [inst('api-0', a!.port)]);
     const res = await client.request({ service: 'api', path: '/' });
@@ -240,7 +240,7 @@ describe('discovery through the client', () => {
     await waitFor(() => registry.openWatches === 1);
     registry.fail('api', 'consul unreachable');
     const err = await pending;
-    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS' });
+    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'no-answer' });
     expect(((err as Error).cause as Error).message).toBe('consul unreachable');
   });
 });

@@ -87,7 +87,7 @@ describe('client.dispatcher()', () => {
   it('fails with PEERLB_NO_PEERS when the service has no instance', async () => {
     const { client } = await cluster(0);
     const dispatcher = client.dispatcher('users');
-    await expect(request('http://users/', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_NO_PEERS' });
+    await expect(request('http://users/', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'no-instances' });
     const err = await fetch('http://users/', { dispatcher }).catch((e: unknown) => e);
     expect(((err as Error).cause as { code?: string }).code).toBe('PEERLB_NO_PEERS');
   });

@@ -105,6 +105,24 @@ describe('circuit breaker per peer', () => {
     }, 3000, 'trial');
     expect(transitions.slice(0, 3)).toEqual(['api-0:open', 'api-0:halfOpen', 'api-0:open']);
   });
+
+  it("fails at once with reason 'all-refused' when every peer's breaker is open, sending nothing", async () => {
+    const { peers, client } = await cluster(2, {
+      outlier: false,
+      retry: false,
+      breaker: { volumeThreshold: 2, errorThresholdPercentage: 50, resetTimeoutMs: 60_000 },
+    });
+    for (const peer of peers) peer.setHandler(fail500);
+    await waitFor(async () => {
+      await send(client, 2);
+      const stats = client.stats().services.api!.peers;
+      return stats.every((p) => p.breaker === 'open');
+    }, 3000, 'both breakers open');
+    const before = peers.map((p) => p.requests);
+    const err = await client.request({ service: 'api', path: '/' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'PEERLB_NO_PEERS', reason: 'all-refused', service: 'api' });
+    expect(peers.map((p) => p.requests)).toEqual(before);
+  });
 });
 
 describe('outlier ejection', () => {

@@ -7,7 +7,7 @@ import { classifyFailure, parseRetryAfter, RateLimitedError } from '../resilienc
 import { NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
-import { bodyOutcome, errorOutcome, isFailureStatus, pickPeer, statusOutcome, type PickState } from '../pipeline/attempt.js';
+import { bodyOutcome, errorOutcome, isFailureStatus, noPeersError, pickPeer, statusOutcome, type PickState } from '../pipeline/attempt.js';
 import { CALLER_HEADER, isReplayableBody, validateCaller } from '../pipeline/request-options.js';
 import type { PipelineContext } from '../pipeline/request-pipeline.js';
 import { asControllerHandler } from './legacy-handler.js';
@@ -191,6 +191,7 @@ class DispatchCall {
           new NoPeersError(`no answer from the registry for "${svc.service}" within ${this.ctx.timeoutMs} ms`, {
             service: svc.service,
             peersTried: [],
+            reason: 'no-answer',
             cause: svc.watch.error,
           }),
         ),
@@ -205,15 +206,7 @@ class DispatchCall {
     this.pickState.now = this.ctx.clock();
     const peer = pickPeer(svc, this.pickState);
     if (peer === undefined) {
-      if (this.tried.length === 0) {
-        return this.fail(
-          new NoPeersError(`service "${svc.service}" has no peer that can take a request`, {
-            service: svc.service,
-            peersTried: [],
-            cause: svc.isExpired ? svc.watch.error : undefined,
-          }),
-        );
-      }
+      if (this.tried.length === 0) return this.fail(noPeersError(svc, []));
       return this.fail(this.upstream(this.lastError, 'no-other-peer'));
     }
     this.attempts++;

@@ -1,5 +1,6 @@
 import type { Outcome, PickContext } from '../balancer/index.js';
 import { classifyFailure, type FailureClass } from '../resilience/index.js';
+import { NoPeersError, type NoPeersReason, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 
@@ -65,4 +66,22 @@ export function pickPeer(svc: ServicePeers, state: PickState): Peer | undefined 
 export function allPeersFull(svc: ServicePeers): boolean {
   const max = svc.maxConcurrentPerPeer;
   return max !== Infinity && svc.eligibleList.length > 0 && svc.eligibleList.every((p) => p.tracker.inFlight >= max);
+}
+
+/** The error for a first pick that found nothing, saying why (see `NoPeersReason`). */
+export function noPeersError(svc: ServicePeers, peersTried: readonly PeerInfo[]): NoPeersError {
+  const service = svc.service;
+  const [reason, message]: [NoPeersReason, string] = svc.isExpired
+    ? ['registry-unavailable', `the registry has been failing for "${service}" for longer than the allowed staleness`]
+    : svc.peerList.length === 0
+      ? ['no-instances', `service "${service}" has no healthy instance`]
+      : allPeersFull(svc)
+        ? ['all-busy', `every peer of "${service}" has ${svc.maxConcurrentPerPeer} requests in flight (maxConcurrentPerPeer)`]
+        : ['all-refused', `no peer of "${service}" can take a request now (breakers open)`];
+  return new NoPeersError(message, {
+    service,
+    peersTried,
+    reason,
+    cause: svc.isExpired ? svc.watch.error : undefined,
+  });
 }

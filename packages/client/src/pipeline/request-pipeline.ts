@@ -15,7 +15,7 @@ import { BodyTooLargeError, DeadlineError, NoPeersError, UpstreamError, type Pee
 import type { ClientEvents } from '../events.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
-import { allPeersFull, bodyOutcome, errorOutcome, isFailureStatus, pickPeer, statusOutcome, type PickState } from './attempt.js';
+import { bodyOutcome, errorOutcome, isFailureStatus, noPeersError, pickPeer, statusOutcome, type PickState } from './attempt.js';
 import { checkRequestBody, declaresTooLarge, limitResponseBody } from './body-limits.js';
 import type { Deadline, DeadlineQueue } from './deadlines.js';
 import {
@@ -445,7 +445,7 @@ class Call implements Deadline {
       if (reason instanceof AbortedError) throw reason;
       throw new NoPeersError(
         `no answer from the registry for "${this.svc.service}" within the ${this.timeoutMs} ms deadline`,
-        { service: this.svc.service, peersTried: [], cause: this.svc.watch.error ?? reason ?? err },
+        { service: this.svc.service, peersTried: [], reason: 'no-answer', cause: this.svc.watch.error ?? reason ?? err },
       );
     } finally {
       this.signal.removeListener('abort', relay);
@@ -453,20 +453,7 @@ class Call implements Deadline {
   }
 
   private noPeers(): NoPeersError {
-    const svc = this.svc;
-    const expired = svc.isExpired;
-    const message = expired
-      ? `the registry has been failing for "${svc.service}" for longer than the allowed staleness`
-      : svc.peerList.length === 0
-        ? `service "${svc.service}" has no healthy instance`
-        : allPeersFull(svc)
-          ? `every peer of "${svc.service}" has ${svc.maxConcurrentPerPeer} requests in flight (maxConcurrentPerPeer)`
-          : `no peer of "${svc.service}" can take a request now (breakers open)`;
-    return new NoPeersError(message, {
-      service: svc.service,
-      peersTried: this.peersTried(),
-      cause: expired ? svc.watch.error : undefined,
-    });
+    return noPeersError(this.svc, this.peersTried());
   }
 
   /** Our abort, deadline, or an argument undici refused: never retried, never the peer's fault. */
