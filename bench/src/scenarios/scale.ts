@@ -51,8 +51,8 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioOutcome>
         `${fmt(result.pickNs.roundRobinSmall, 1)} vs ${fmt(result.pickNs.roundRobinLarge, 1)} ns` +
         (result.pickNs.ratio <= 2
           ? ''
-          : '. The pick is O(1) (two random draws, two load reads); what grows is memory latency: two random peers ' +
-            'of 10,000 (their load trackers, the numbers those hold, the winner\'s result object) are rarely in CPU cache'),
+          : '. The pick is O(1) (two random draws, two rows of the metric\'s shared load table, 32 B a peer); what ' +
+            'grows is memory latency once the table and the snapshot\'s slot arrays (~400 KB at 10,000) outgrow the nearer CPU caches'),
     },
     {
       id: '7',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '@peerlb/registry';
-import { leastRequestsLoad, p2c, peakEwma, PeakEwmaTracker, seededRandom } from '../src/balancer/index.js';
+import { leastRequestsLoad, p2c, peakEwma, PeakEwmaTracker, seededRandom, trackerLoads, twoChoices } from '../src/balancer/index.js';
 import { makePeers, simulate } from './balancer-support.js';
 
 describe('leastRequestsLoad', () => {
@@ -217,5 +217,66 @@ describe('P2C over peak-EWMA (simulated load)', () => {
     const share = counts.get('new0')! / 3000;
     expect(share).toBeGreaterThan(0.2);
     expect(share).toBeLessThan(0.45);
+  });
+});
+
+describe('peakEwma trackers in one shared table', () => {
+  const success = (latencyMs: number) => ({ kind: 'success', latencyMs }) as const;
+
+  it('keeps a released tracker working on its own copy, and gives its slot to the next tracker', () => {
+    const metric = peakEwma({ warmupSamples: 0, decayMs: 1e12, priorMs: 100 });
+    const a = metric.create() as PeakEwmaTracker;
+    a.start(0)(success(30), 0);
+    const pending = a.start(0);
+    a.release();
+    a.release();
+    // A new tracker takes the freed slot and starts clean: nothing of a's state leaks into it.
+    const b = metric.create() as PeakEwmaTracker;
+    expect(b.inFlight).toBe(0);
+    expect(b.estimateMs(0)).toBe(100);
+    b.start(0)(success(5), 1);
+    // a still answers, and its late completion lands on a, not on b.
+    expect(a.inFlight).toBe(1);
+    expect(a.load(1)).toBeCloseTo(60, 9);
+    pending(success(50), 2);
+    expect(a.inFlight).toBe(0);
+    expect(a.estimateMs(2)).toBeCloseTo(50, 9);
+    expect(b.estimateMs(2)).toBeCloseTo(5, 9);
+    expect(b.inFlight).toBe(0);
+  });
+
+  it('picks exactly as reading each tracker would, also after peers leave and slots are reused', () => {
+    const balancer = p2c();
+    const peers = makePeers(40, balancer.metric!);
+    const rng = seededRandom(5);
+    for (const [i, peer] of peers.entries()) {
+      for (let k = 0; k < i % 4; k++) peer.tracker.start(0);
+      peer.tracker.start(0)(success(1 + ((i * 7) % 13)), i);
+    }
+    const fromTable = balancer.build(peers);
+    const fromTrackers = twoChoices(peers, trackerLoads);
+    // Half the peers leave; new ones take their slots with very different loads. The old
+    // snapshots must still see the leavers' own state, never the newcomers'.
+    for (const peer of peers.slice(0, 20)) peer.tracker.release?.();
+    const newcomers = makePeers(20, balancer.metric!, 'n');
+    for (const peer of newcomers) peer.tracker.start(0)(success(5_000), 50);
+    const seeds = [seededRandom(11), seededRandom(11)];
+    for (let n = 0; n < 2_000; n++) {
+      const now = 50 + n;
+      const x = fromTable.pick({ random: seeds[0]!, now });
+      const y = fromTrackers.pick({ random: seeds[1]!, now });
+      expect(x.kind === 'peer' && x.peer.id).toBe(y.kind === 'peer' && y.peer.id);
+      if (rng() < 0.3) peers[Math.floor(rng() * 40)]!.tracker.start(now);
+    }
+    // And a snapshot over the newcomers and the stayers reads the newcomers' own state.
+    const next = balancer.build([...peers.slice(20), ...newcomers]);
+    const counts = new Map<string, number>();
+    const random = seededRandom(3);
+    for (let n = 0; n < 2_000; n++) {
+      const r = next.pick({ random, now: 3_000 });
+      if (r.kind === 'peer') counts.set(r.peer.id[0]!, (counts.get(r.peer.id[0]!) ?? 0) + 1);
+    }
+    // Newcomers cost 5 s each: P2C only takes one when both draws are newcomers (~24 %).
+    expect(counts.get('n')! / 2_000).toBeLessThan(0.3);
   });
 });

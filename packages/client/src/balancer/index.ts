@@ -10,7 +10,8 @@ export type {
 } from './types.js';
 export { leastRequestsLoad, peakEwma, InFlightTracker, PeakEwmaTracker, validateLoadMetric } from './load-metrics.js';
 export type { PeakEwmaOptions } from './load-metrics.js';
-export { p2c, twoChoices } from './p2c.js';
+export { p2c, trackerLoads, twoChoices } from './p2c.js';
+export type { LoadsOf } from './p2c.js';
 export type { P2cOptions } from './p2c.js';
 export { leastRequests } from './least-requests.js';
 export { roundRobin } from './round-robin.js';

@@ -1,5 +1,5 @@
 import { leastRequestsLoad } from './load-metrics.js';
-import { twoChoices } from './p2c.js';
+import { twoChoices, type LoadsOf } from './p2c.js';
 import type { Balancer } from './types.js';
 
 /**
@@ -11,6 +11,11 @@ export function leastRequests(): Balancer {
   return {
     name: 'least-requests',
     metric: leastRequestsLoad(),
-    build: (peers) => twoChoices(peers, (tracker) => tracker.inFlight),
+    build: (peers) => twoChoices(peers, inFlightLoads),
   };
 }
+
+const inFlightLoads: LoadsOf = (peers) => {
+  const trackers = peers.map((peer) => peer.tracker);
+  return (i) => trackers[i]!.inFlight;
+};

@@ -1,5 +1,6 @@
 import { InvalidOptionsError } from '@peerlb/registry';
 import { numberOption, optionsObject } from './option-checks.js';
+import { ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, WARM } from './ewma-table.js';
 import type { LoadMetric, LoadTracker, Outcome } from './types.js';
 
 /**
@@ -120,52 +121,86 @@ export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
   }
   const warmupSamples = numberOption(`${field}.warmupSamples`, o.warmupSamples, 3, { min: 0, integer: true });
   const config: PeakEwmaConfig = { decayMs, prior, penaltyMs, penaltyFactor, maxPenaltyMs, warmupSamples, learn };
-  return { name: 'peak-ewma', create: () => new PeakEwmaTracker(config) };
+  return new PeakEwmaMetric(config);
+}
+
+/** The metric `peakEwma()` returns: its trackers keep their state in one shared `EwmaTable`. */
+export class PeakEwmaMetric implements LoadMetric {
+  readonly name = 'peak-ewma';
+  /** @internal Read by P2C snapshots (see `ewmaLoads`). */
+  readonly table: EwmaTable;
+
+  /** @internal Built by `peakEwma()`. */
+  constructor(config: PeakEwmaConfig) {
+    this.table = new EwmaTable(config);
+  }
+
+  create(): PeakEwmaTracker {
+    return new PeakEwmaTracker(this.table);
+  }
 }
 
 export class PeakEwmaTracker implements LoadTracker {
-  readonly #config: PeakEwmaConfig;
-  #inFlight = 0;
-  #estimate = 0;
-  /** Clock reading of the last sample; NaN until the first one. */
-  #stamp = Number.NaN;
-  /** Successful samples taken during warm-up so far. */
-  #warm = 0;
+  #table: EwmaTable;
+  #slot: number;
+  #released = false;
   readonly #complete: Complete = (outcome, now) => {
-    if (this.#inFlight > 0) this.#inFlight--;
+    const inFlight = this.#table.get(this.#slot, IN_FLIGHT);
+    if (inFlight > 0) this.#table.set(this.#slot, IN_FLIGHT, inFlight - 1);
     this.#record(outcome, now);
   };
 
   /** @internal Built by `peakEwma().create()`. */
-  constructor(config: PeakEwmaConfig) {
-    this.#config = config;
+  constructor(table: EwmaTable) {
+    this.#table = table;
+    this.#slot = table.alloc();
+  }
+
+  /** @internal Where the state lives while the tracker is in `table`. */
+  slotIn(table: EwmaTable): number | undefined {
+    return this.#table === table ? this.#slot : undefined;
   }
 
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#table.get(this.#slot, IN_FLIGHT);
   }
 
   /** The latency estimate at `now` (ms), before the in-flight multiplier. For stats. */
   estimateMs(now: number): number {
-    if (Number.isNaN(this.#stamp)) return this.#config.prior();
-    const elapsed = now - this.#stamp;
-    return elapsed > 0 ? this.#estimate * Math.exp(-elapsed / this.#config.decayMs) : this.#estimate;
+    return this.#table.estimateMs(this.#slot, now);
   }
 
   load(now: number): number {
-    return this.estimateMs(now) * (this.#inFlight + 1);
+    return this.#table.load(this.#slot, now);
   }
 
   start(_now?: number): Complete {
-    this.#inFlight++;
+    const inFlight = this.#table.get(this.#slot, IN_FLIGHT);
+    this.#table.set(this.#slot, IN_FLIGHT, inFlight + 1);
     return this.#complete;
+  }
+
+  /**
+   * Gives the shared slot back (the peer left). The tracker goes on working from a private copy,
+   * for completions of requests still in flight.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const shared = this.#table;
+    const own = new EwmaTable(shared.config, 1);
+    const slot = own.alloc();
+    for (const field of [ESTIMATE, STAMP, IN_FLIGHT, WARM]) own.set(slot, field, shared.get(this.#slot, field));
+    shared.free(this.#slot);
+    this.#table = own;
+    this.#slot = slot;
   }
 
   #record(outcome: Outcome, now: number): void {
     const observed = sanitise(outcome.latencyMs);
-    const config = this.#config;
+    const config = this.#table.config;
     if (outcome.kind === 'success') {
-      if (this.#warm < config.warmupSamples) {
+      if (this.#table.get(this.#slot, WARM) < config.warmupSamples) {
         this.#warmUp(Math.min(observed, config.penaltyFactor * config.prior()), now);
         config.learn?.(observed);
         return;
@@ -183,34 +218,41 @@ export class PeakEwmaTracker implements LoadTracker {
 
   /** A plain running mean over the warm-up samples (seeded by any failure penalty recorded before). */
   #warmUp(sample: number, now: number): void {
-    this.#warm++;
-    if (Number.isNaN(this.#stamp)) {
-      this.#estimate = sample;
-      this.#stamp = now;
+    const table = this.#table;
+    const slot = this.#slot;
+    const warm = table.get(slot, WARM) + 1;
+    table.set(slot, WARM, warm);
+    const stamp = table.get(slot, STAMP);
+    if (Number.isNaN(stamp)) {
+      table.set(slot, ESTIMATE, sample);
+      table.set(slot, STAMP, now);
       return;
     }
     const current = this.estimateMs(now);
-    this.#estimate = current + (sample - current) / this.#warm;
-    this.#stamp = Math.max(this.#stamp, now);
+    table.set(slot, ESTIMATE, current + (sample - current) / warm);
+    table.set(slot, STAMP, Math.max(stamp, now));
   }
 
   #observe(sample: number, now: number, censored: boolean): void {
-    const first = Number.isNaN(this.#stamp);
+    const table = this.#table;
+    const slot = this.#slot;
+    const stamp = table.get(slot, STAMP);
+    const first = Number.isNaN(stamp);
     const current = this.estimateMs(now);
     if (sample > current) {
-      this.#estimate = sample;
+      table.set(slot, ESTIMATE, sample);
     } else if (censored) {
-      this.#estimate = current;
+      table.set(slot, ESTIMATE, current);
     } else if (first) {
       // The prior was a guess: the first real sample replaces it.
-      this.#estimate = sample;
+      table.set(slot, ESTIMATE, sample);
     } else {
-      const elapsed = Math.max(0, now - this.#stamp);
-      const keep = Math.exp(-elapsed / this.#config.decayMs);
-      this.#estimate = current * keep + sample * (1 - keep);
+      const elapsed = Math.max(0, now - stamp);
+      const keep = Math.exp(-elapsed / table.config.decayMs);
+      table.set(slot, ESTIMATE, current * keep + sample * (1 - keep));
     }
     // A clock that steps back must not make the next decay larger.
-    this.#stamp = first ? now : Math.max(this.#stamp, now);
+    table.set(slot, STAMP, first ? now : Math.max(stamp, now));
   }
 }
 

@@ -1,8 +1,9 @@
-import { peakEwma, validateLoadMetric } from './load-metrics.js';
+import type { EwmaTable } from './ewma-table.js';
+import { PeakEwmaMetric, PeakEwmaTracker, peakEwma, validateLoadMetric } from './load-metrics.js';
 import { optionsObject } from './option-checks.js';
-import { ALL_EXCLUDED, NO_PEERS, peerResults, snapshotOf } from './pick-results.js';
+import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
-import type { Balancer, LoadMetric, LoadTracker, PickablePeer, PickContext, Picker, PickResult } from './types.js';
+import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';
 
 export interface P2cOptions {
   /** How peers are tracked and compared. Default `peakEwma()`. */
@@ -17,25 +18,56 @@ export interface P2cOptions {
 export function p2c(options?: P2cOptions): Balancer {
   const o = optionsObject('p2c', options);
   const metric = o.metric === undefined ? peakEwma() : validateLoadMetric('p2c.metric', o.metric);
+  const loads = metric instanceof PeakEwmaMetric ? ewmaLoads(metric.table) : trackerLoads;
   return {
     name: 'p2c',
     metric,
-    build: (peers) => twoChoices(peers, (tracker, now) => tracker.load(now)),
+    build: (peers) => twoChoices(peers, loads),
+  };
+}
+
+/** Reads a snapshot's loads: `loadsOf(peers)` runs once per snapshot, the function it returns on every pick. */
+export type LoadsOf = (peers: readonly PickablePeer[]) => (index: number, now: number) => number;
+
+/** Any metric: each tracker's own `load(now)`. */
+export const trackerLoads: LoadsOf = (peers) => {
+  const trackers = peers.map((peer) => peer.tracker);
+  return (i, now) => trackers[i]!.load(now);
+};
+
+/**
+ * Peak-EWMA trackers of one table: the loads are read from the table, so a pick touches no
+ * tracker object. A tracker whose slot was freed since the snapshot (its peer left) is read
+ * through the tracker, which still answers; one outside the table makes the snapshot fall back.
+ */
+function ewmaLoads(table: EwmaTable): LoadsOf {
+  return (peers) => {
+    const trackers = peers.map((peer) => peer.tracker);
+    const slots = new Int32Array(trackers.length);
+    for (let i = 0; i < trackers.length; i++) {
+      const tracker = trackers[i]!;
+      const slot = tracker instanceof PeakEwmaTracker ? tracker.slotIn(table) : undefined;
+      if (slot === undefined) return trackerLoads(peers);
+      slots[i] = slot;
+    }
+    const epochs = table.capture(slots);
+    return (i, now) => {
+      const slot = slots[i]!;
+      return table.isCurrent(slot, epochs[i]!) ? table.load(slot, now) : trackers[i]!.load(now);
+    };
   };
 }
 
 /**
- * The snapshot keeps the peers' trackers in their own array: a pick reads two trackers and
- * touches no peer object, which matters at 10,000 peers, where every object a pick reads is
- * likely a cache miss.
+ * P2C over a snapshot of `input`; `loadsOf` says how to read a peer's load (lower wins).
+ *
+ * Each pick returns a new result object. A frozen result per peer, made with the snapshot, saved
+ * that small allocation but cost a cache miss when the caller read it: among 10,000 peers that
+ * miss was most of the pick (~150 ns of ~300), where a fresh object is in cache by construction.
  */
-export function twoChoices<P extends PickablePeer>(
-  input: readonly P[],
-  loadOf: (tracker: LoadTracker, now: number) => number,
-): Picker<P> {
+export function twoChoices<P extends PickablePeer>(input: readonly P[], loadsOf: LoadsOf): Picker<P> {
   const peers = snapshotOf(input);
-  const trackers = peers.map((peer) => peer.tracker);
-  const results = peerResults(peers);
+  const loadAt = loadsOf(peers);
   return {
     size: peers.length,
     pick(ctx: PickContext): PickResult<P> {
@@ -43,9 +75,9 @@ export function twoChoices<P extends PickablePeer>(
       const a = sampleIndex(peers, ctx.exclude, ctx.random);
       if (a < 0) return ALL_EXCLUDED;
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
-      if (b < 0) return results[a]!;
       // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
-      return loadOf(trackers[b]!, ctx.now) < loadOf(trackers[a]!, ctx.now) ? results[b]! : results[a]!;
+      const winner = b >= 0 && loadAt(b, ctx.now) < loadAt(a, ctx.now) ? b : a;
+      return { kind: 'peer', peer: peers[winner]! };
     },
   };
 }

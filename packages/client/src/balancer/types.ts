@@ -18,6 +18,11 @@ export interface LoadTracker {
   start(now: number): (outcome: Outcome, now: number) => void;
   /** Requests in flight now. */
   readonly inFlight: number;
+  /**
+   * Optional: called once when the peer leaves. The tracker must keep answering afterwards
+   * (requests still in flight complete on it); it may give shared resources back.
+   */
+  release?(): void;
 }
 
 export interface LoadMetric {

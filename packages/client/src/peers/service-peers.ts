@@ -211,6 +211,8 @@ export class ServicePeers implements DiscoverySink {
     if (peer.retired) return;
     peer.retired = true;
     peer.breaker?.shutdown();
+    // Its slot in the metric's shared table goes to the next peer; late completions still land.
+    peer.tracker.release?.();
     this.detector?.remove(peer.id);
     // A peer never called has nothing to close: no promise to track (10,000 of them in a big update).
     if (!peer.transport.idle) {
