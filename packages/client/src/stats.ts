@@ -87,7 +87,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         eligible: eligible.has(peer.id),
         requests: peer.requests,
         failures: peer.failures,
-        poolOpen: peer.transport.created && !peer.transport.retired,
+        poolOpen: peer.transportIfMade !== undefined && peer.transportIfMade.created && !peer.transportIfMade.retired,
       };
     }),
   };

@@ -16,7 +16,26 @@ const STRIDE = 4;
  * A tracker owns a slot until its peer leaves (`PeakEwmaTracker.release`); a freed slot is
  * reused, and its epoch is bumped so a picker that captured the slot can tell (see `capture`).
  */
-export class EwmaTable {
+/** What a tracker reads and writes its state through: a slot of the shared table, or its own copy. */
+export interface EwmaState {
+  readonly config: PeakEwmaConfig;
+  get(slot: number, field: number): number;
+  set(slot: number, field: number, value: number): void;
+  estimateMs(slot: number, now: number): number;
+  load(slot: number, now: number): number;
+}
+
+/**
+ * The estimate decays towards 0 with time constant decayMs since its stamp (NaN: no sample yet,
+ * the prior applies). Pure: reading changes nothing.
+ */
+function decayedEstimate(config: PeakEwmaConfig, estimate: number, stamp: number, now: number): number {
+  if (Number.isNaN(stamp)) return config.prior();
+  const elapsed = now - stamp;
+  return elapsed > 0 ? estimate * Math.exp(-elapsed / config.decayMs) : estimate;
+}
+
+export class EwmaTable implements EwmaState {
   data: Float64Array;
   /** Bumped each time a slot is freed. */
   epochs: Uint32Array;
@@ -59,13 +78,8 @@ export class EwmaTable {
 
   /** The latency estimate of `slot` at `now` (ms), before the in-flight multiplier. */
   estimateMs(slot: number, now: number): number {
-    const data = this.data;
     const base = slot * STRIDE;
-    const stamp = data[base + STAMP]!;
-    if (Number.isNaN(stamp)) return this.config.prior();
-    const elapsed = now - stamp;
-    const estimate = data[base + ESTIMATE]!;
-    return elapsed > 0 ? estimate * Math.exp(-elapsed / this.config.decayMs) : estimate;
+    return decayedEstimate(this.config, this.data[base + ESTIMATE]!, this.data[base + STAMP]!, now);
   }
 
   /** Peak-EWMA cost: estimate × (in flight + 1). */
@@ -89,5 +103,37 @@ export class EwmaTable {
     const epochs = new Uint32Array(this.epochs.length * 2);
     epochs.set(this.epochs);
     this.epochs = epochs;
+  }
+}
+
+/**
+ * A released tracker's state, copied out of the table: a handful of numbers, because a big update
+ * releases 10,000 trackers at once, and completions of requests still in flight land here.
+ */
+export class DetachedEwma implements EwmaState {
+  readonly #values: number[];
+
+  constructor(
+    readonly config: PeakEwmaConfig,
+    from: EwmaState,
+    slot: number,
+  ) {
+    this.#values = [from.get(slot, ESTIMATE), from.get(slot, STAMP), from.get(slot, IN_FLIGHT), from.get(slot, WARM)];
+  }
+
+  get(_slot: number, field: number): number {
+    return this.#values[field]!;
+  }
+
+  set(_slot: number, field: number, value: number): void {
+    this.#values[field] = value;
+  }
+
+  estimateMs(_slot: number, now: number): number {
+    return decayedEstimate(this.config, this.#values[ESTIMATE]!, this.#values[STAMP]!, now);
+  }
+
+  load(slot: number, now: number): number {
+    return this.estimateMs(slot, now) * (this.#values[IN_FLIGHT]! + 1);
   }
 }

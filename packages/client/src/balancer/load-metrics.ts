@@ -1,6 +1,6 @@
 import { InvalidOptionsError } from '@peerlb/registry';
 import { numberOption, optionsObject } from './option-checks.js';
-import { ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, WARM } from './ewma-table.js';
+import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, WARM, type EwmaState } from './ewma-table.js';
 import type { LoadMetric, LoadTracker, Outcome } from './types.js';
 
 /**
@@ -18,9 +18,8 @@ export function leastRequestsLoad(): LoadMetric {
 
 export class InFlightTracker implements LoadTracker {
   #inFlight = 0;
-  readonly #complete: Complete = () => {
-    if (this.#inFlight > 0) this.#inFlight--;
-  };
+  // Made on the first start(): most peers of a large service are never called.
+  #complete: Complete | undefined;
 
   get inFlight(): number {
     return this.#inFlight;
@@ -32,7 +31,9 @@ export class InFlightTracker implements LoadTracker {
 
   start(_now?: number): Complete {
     this.#inFlight++;
-    return this.#complete;
+    return (this.#complete ??= () => {
+      if (this.#inFlight > 0) this.#inFlight--;
+    });
   }
 }
 
@@ -141,14 +142,11 @@ export class PeakEwmaMetric implements LoadMetric {
 }
 
 export class PeakEwmaTracker implements LoadTracker {
-  #table: EwmaTable;
+  #table: EwmaState;
   #slot: number;
   #released = false;
-  readonly #complete: Complete = (outcome, now) => {
-    const inFlight = this.#table.get(this.#slot, IN_FLIGHT);
-    if (inFlight > 0) this.#table.set(this.#slot, IN_FLIGHT, inFlight - 1);
-    this.#record(outcome, now);
-  };
+  // Made on the first start(): most peers of a large service are never called.
+  #complete: Complete | undefined;
 
   /** @internal Built by `peakEwma().create()`. */
   constructor(table: EwmaTable) {
@@ -177,7 +175,11 @@ export class PeakEwmaTracker implements LoadTracker {
   start(_now?: number): Complete {
     const inFlight = this.#table.get(this.#slot, IN_FLIGHT);
     this.#table.set(this.#slot, IN_FLIGHT, inFlight + 1);
-    return this.#complete;
+    return (this.#complete ??= (outcome, now) => {
+      const left = this.#table.get(this.#slot, IN_FLIGHT);
+      if (left > 0) this.#table.set(this.#slot, IN_FLIGHT, left - 1);
+      this.#record(outcome, now);
+    });
   }
 
   /**
@@ -187,13 +189,10 @@ export class PeakEwmaTracker implements LoadTracker {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    const shared = this.#table;
-    const own = new EwmaTable(shared.config, 1);
-    const slot = own.alloc();
-    for (const field of [ESTIMATE, STAMP, IN_FLIGHT, WARM]) own.set(slot, field, shared.get(this.#slot, field));
+    const shared = this.#table as EwmaTable;
+    this.#table = new DetachedEwma(shared.config, shared, this.#slot);
     shared.free(this.#slot);
-    this.#table = own;
-    this.#slot = slot;
+    this.#slot = 0;
   }
 
   #record(outcome: Outcome, now: number): void {

@@ -19,10 +19,11 @@ export class Peer implements PickablePeer {
   readonly service: string;
   /** Latest registry data (tags and meta may change in place). */
   instance: ServiceInstance;
-  /** The public face of the peer, built once: responses, errors and events share it. */
-  readonly info: PeerInfo;
   readonly tracker: LoadTracker;
-  readonly transport: PeerTransport;
+  #info: PeerInfo | undefined;
+  #transport: PeerTransport | undefined;
+  readonly #transportFactory: TransportFactory;
+  readonly #poolOptions: ResolvedPoolOptions;
   #breaker: PeerBreaker | undefined;
   readonly #breakers: PeerBreakers | undefined;
   /** Until when (clock ms) the peer asked, with Retry-After, not to be sent more requests. */
@@ -42,10 +43,33 @@ export class Peer implements PickablePeer {
     this.id = instance.id;
     this.service = instance.service;
     this.instance = instance;
-    this.info = Object.freeze({ id: instance.id, address: instance.address, port: instance.port });
     this.tracker = tracker;
     this.#breakers = breakers;
-    this.transport = new PeerTransport(instance, factory, poolOptions);
+    this.#transportFactory = factory;
+    this.#poolOptions = poolOptions;
+  }
+
+  // info, transport and breaker are made on first use: a service of 10,000 instances mostly
+  // holds peers that are never called, and a large update makes or retires thousands at once.
+
+  /** The public face of the peer, built once: responses, errors and events share it. */
+  get info(): PeerInfo {
+    const instance = this.instance;
+    return (this.#info ??= Object.freeze({ id: this.id, address: instance.address, port: instance.port }));
+  }
+
+  /** The peer's connection pool holder; a peer that has left gets one that refuses every call. */
+  get transport(): PeerTransport {
+    if (this.#transport === undefined) {
+      this.#transport = new PeerTransport(this.instance, this.#transportFactory, this.#poolOptions);
+      if (this.retired) void this.#transport.retire(0);
+    }
+    return this.#transport;
+  }
+
+  /** The transport if it was ever made (retiring a peer never called has nothing to close). */
+  get transportIfMade(): PeerTransport | undefined {
+    return this.#transport;
   }
 
   /**

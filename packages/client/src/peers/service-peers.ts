@@ -162,7 +162,7 @@ export class ServicePeers implements DiscoverySink {
 
   /** The peer's pool refused a request's arguments: give the peer a fresh pool (see `replaceAfterRefusal`). */
   refused(peer: Peer, error: unknown): void {
-    peer.transport.replaceAfterRefusal(error, this.ctx.retireGraceMs);
+    peer.transportIfMade?.replaceAfterRefusal(error, this.ctx.retireGraceMs);
   }
 
   /** The peer answered 429/503 with Retry-After: keep it out of the picker that long. */
@@ -215,12 +215,13 @@ export class ServicePeers implements DiscoverySink {
     peer.tracker.release?.();
     this.detector?.remove(peer.id);
     // A peer never called has nothing to close: no promise to track (10,000 of them in a big update).
-    if (!peer.transport.idle) {
-      const retiring = peer.transport.retire(this.ctx.retireGraceMs);
+    const transport = peer.transportIfMade;
+    if (transport !== undefined && !transport.idle) {
+      const retiring = transport.retire(this.ctx.retireGraceMs);
       this.retiring.add(retiring);
       void retiring.then(() => this.retiring.delete(retiring));
     } else {
-      peer.transport.retire(this.ctx.retireGraceMs);
+      transport?.retire(this.ctx.retireGraceMs);
     }
     if (announce && this.ctx.events.has('peer:removed')) {
       this.ctx.events.emit('peer:removed', { service: this.service, peer: peer.info });

@@ -50,6 +50,15 @@ interface PeerRecord {
 
 const NO_EVENTS: readonly OutlierEvent[] = Object.freeze([]);
 
+/** A known peer that has not failed yet shares this record; it gets its own at its first failure. */
+const UNTOUCHED: Readonly<PeerRecord> = Object.freeze({
+  failures: 0,
+  ejected: false,
+  until: 0,
+  times: 0,
+  restoredAt: -Infinity,
+});
+
 /**
  * Consecutive-failure outlier ejection (Envoy's `consecutive_5xx`, grpc-js's outlier detection),
  * pure: no timers, the caller passes `now`. The owner calls `record` on each completion,
@@ -74,7 +83,7 @@ export class OutlierDetector {
   readonly #maxEjectionMs: number;
   readonly #maxEjectionPercent: number;
   readonly #ejectAtLeastOne: boolean;
-  readonly #peers = new Map<string, PeerRecord>();
+  readonly #peers = new Map<string, PeerRecord | Readonly<PeerRecord>>();
   readonly #ejected = new Set<string>();
 
   constructor(options?: OutlierDetectionOptions, field = 'outlierDetection') {
@@ -102,9 +111,7 @@ export class OutlierDetector {
 
   /** Starts tracking a peer (no-op if known). */
   add(peerId: string): void {
-    if (!this.#peers.has(peerId)) {
-      this.#peers.set(peerId, { failures: 0, ejected: false, until: 0, times: 0, restoredAt: -Infinity });
-    }
+    if (!this.#peers.has(peerId)) this.#peers.set(peerId, UNTOUCHED);
   }
 
   /** Forgets a peer that left; no event (it is gone, not restored). */
@@ -115,13 +122,14 @@ export class OutlierDetector {
 
   /** Feeds one completion. Returns the ejection it caused, if any. */
   record(peerId: string, outcome: Outcome, now: number): OutlierEvent | undefined {
-    const peer = this.#peers.get(peerId);
-    if (peer === undefined || peer.ejected) return undefined;
+    const known = this.#peers.get(peerId);
+    if (known === undefined || known.ejected) return undefined;
     if (outcome.kind === 'success') {
-      peer.failures = 0;
+      if (known !== UNTOUCHED) (known as PeerRecord).failures = 0;
       return undefined;
     }
     if (outcome.reason === 'aborted' || outcome.statusCode === 429) return undefined;
+    const peer = known === UNTOUCHED ? this.#own(peerId) : (known as PeerRecord);
     peer.failures++;
     if (peer.failures < this.#consecutiveFailures || this.#ejected.size >= this.maxEjected) return undefined;
     const healthyIntervals = Math.floor((now - peer.restoredAt) / this.#baseEjectionMs);
@@ -135,11 +143,17 @@ export class OutlierDetector {
     return { type: 'ejected', peerId, at: now, until: peer.until, ejectionMs, times };
   }
 
+  #own(peerId: string): PeerRecord {
+    const record: PeerRecord = { ...UNTOUCHED };
+    this.#peers.set(peerId, record);
+    return record;
+  }
+
   /** Brings back every ejected peer whose time is up, and says which. */
   restoreDue(now: number): readonly OutlierEvent[] {
     let events: OutlierEvent[] | undefined;
     for (const peerId of this.#ejected) {
-      const peer = this.#peers.get(peerId)!;
+      const peer = this.#peers.get(peerId) as PeerRecord;
       if (peer.until > now) continue;
       peer.ejected = false;
       peer.failures = 0;
