@@ -66,10 +66,12 @@ export class ServicePeers implements DiscoverySink {
   private avoidTimerAt = Infinity;
   private readonly retiring = new Set<Promise<void>>();
   private closed = false;
+  /** Clock reading of the rebuild in progress: one per rebuild, not one per peer. */
+  private rebuildAt = 0;
   private readonly isHealthy = (peer: Peer): boolean =>
     peer.breaker?.state !== 'open' &&
     (this.detector === undefined || !this.detector.isEjected(peer.id)) &&
-    peer.avoidUntil <= this.ctx.clock();
+    peer.avoidUntil <= this.rebuildAt;
 
   constructor(
     readonly service: string,
@@ -286,6 +288,7 @@ export class ServicePeers implements DiscoverySink {
       this.picker = this.ctx.balancer.build<Peer>([]);
       return;
     }
+    this.rebuildAt = this.ctx.clock();
     const eligible = eligiblePeers(this.list, this.isHealthy, this.ctx.panicThreshold);
     this.eligibleList = eligible.peers;
     this.picker = this.ctx.balancer.build(eligible.peers);
