@@ -142,3 +142,53 @@ describe('client.dispatcher()', () => {
     await expect(request('http://users/', { dispatcher })).rejects.toMatchObject({ code: 'PEERLB_CLOSED' });
   });
 });
+
+describe('client.dispatcher() body limits', () => {
+  const tooLarge = (direction: 'request' | 'response') => ({ code: 'PEERLB_BODY_TOO_LARGE', direction, limitBytes: 64 });
+
+  it('refuses a request body over maxRequestBodyBytes before sending anything; one at the limit goes', async () => {
+    const { client, peers } = await cluster(1, { maxRequestBodyBytes: 64 });
+    const dispatcher = client.dispatcher('users');
+    await expect(request('http://users/', { method: 'POST', body: 'x'.repeat(65), dispatcher })).rejects.toMatchObject(
+      tooLarge('request'),
+    );
+    const err = await fetch('http://users/', { method: 'POST', body: 'x'.repeat(65), dispatcher }).catch((e: unknown) => e);
+    expect((err as Error).cause).toMatchObject(tooLarge('request'));
+    expect(peers[0]!.requests).toBe(0);
+    const res = await request('http://users/', { method: 'POST', body: 'x'.repeat(64), dispatcher });
+    expect(await res.body.json()).toMatchObject({ body: 'x'.repeat(64) });
+  });
+
+  it('cuts a streamed request body once it passes the limit', async () => {
+    const { client, peers } = await cluster(1, { maxRequestBodyBytes: 64 });
+    const dispatcher = client.dispatcher('users');
+    async function* chunks() {
+      for (let i = 0; i < 10; i++) yield Buffer.alloc(16, 'y');
+    }
+    const err = await request('http://users/', { method: 'POST', body: chunks(), dispatcher }).catch((e: unknown) => e);
+    expect(err).toMatchObject(tooLarge('request'));
+    // The peer never got a whole request.
+    expect(peers[0]!.requests).toBe(0);
+  });
+
+  it('refuses a response whose Content-Length is over maxResponseBodyBytes, and cuts an unannounced one', async () => {
+    const { client, peers } = await cluster(1, { maxResponseBodyBytes: 64 });
+    const dispatcher = client.dispatcher('users');
+    peers[0]!.setHandler((_req, res) => res.end('z'.repeat(65)));
+    await expect(request('http://users/', { dispatcher })).rejects.toMatchObject(tooLarge('response'));
+    const fetched = await fetch('http://users/', { dispatcher }).catch((e: unknown) => e);
+    expect((fetched as Error).cause).toMatchObject(tooLarge('response'));
+    // Chunked, no Content-Length: the body fails once it passes the limit.
+    peers[0]!.setHandler((_req, res) => {
+      res.write('z'.repeat(40));
+      setTimeout(() => res.end('z'.repeat(40)), 20);
+    });
+    const res = await request('http://users/', { dispatcher });
+    expect(res.statusCode).toBe(200);
+    await expect(res.body.text()).rejects.toMatchObject(tooLarge('response'));
+    // Within the limit, nothing changes; and none of this counted against the peer.
+    peers[0]!.setHandler((_req, res) => res.end('z'.repeat(64)));
+    expect(await (await request('http://users/', { dispatcher })).body.text()).toBe('z'.repeat(64));
+    expect(client.stats().services.users!.peers[0]!.breaker).toBe('closed');
+  });
+});

@@ -4,11 +4,12 @@ import { Dispatcher } from 'undici';
 import { ClosedError, InvalidOptionsError, isValidServiceName, PeerlbError } from '@peerlb/registry';
 import type { Outcome } from '../balancer/index.js';
 import { classifyFailure, parseRetryAfter, RateLimitedError } from '../resilience/index.js';
-import { NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
+import { BodyTooLargeError, NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import { bodyOutcome, errorOutcome, isFailureStatus, noPeersError, pickPeer, statusOutcome, type PickState } from '../pipeline/attempt.js';
-import { CALLER_HEADER, isReplayableBody, validateCaller } from '../pipeline/request-options.js';
+import { checkRequestBody, declaresTooLarge } from '../pipeline/body-limits.js';
+import { CALLER_HEADER, isReplayableBody, validateCaller, type RequestBody } from '../pipeline/request-options.js';
 import type { PipelineContext } from '../pipeline/request-pipeline.js';
 import { asControllerHandler } from './legacy-handler.js';
 
@@ -163,6 +164,12 @@ class DispatchCall {
 
   start(svc: ServicePeers, defaultCaller: string | undefined): void {
     this.svc = svc;
+    const limit = this.ctx.maxRequestBodyBytes;
+    if (limit !== Infinity) {
+      // Strings and bytes over the limit are refused here; a stream is counted as it is sent.
+      const body = checkRequestBody(this.options.body as RequestBody | undefined, limit, svc.service);
+      if (body !== this.options.body) this.options = { ...this.options, body: body as Dispatcher.DispatchOptions['body'] };
+    }
     const fromHeader = callerOf(this.options.headers);
     const caller = fromHeader ?? defaultCaller;
     if (fromHeader === undefined && caller !== undefined) {
@@ -232,6 +239,18 @@ class DispatchCall {
 
   now(): number {
     return this.ctx.clock();
+  }
+
+  /** The response body limit (`maxResponseBodyBytes`), or undefined when there is none. */
+  responseLimit(peer: Peer): { readonly bytes: number; readonly error: () => BodyTooLargeError } | undefined {
+    const bytes = this.ctx.maxResponseBodyBytes;
+    if (bytes === Infinity) return undefined;
+    const service = this.svc!.service;
+    return { bytes, error: () => new BodyTooLargeError({ service, direction: 'response', limitBytes: bytes, peer: peer.info }) };
+  }
+
+  get method(): string {
+    return this.options.method;
   }
 
   dispatchTo(peer: Peer, handler: Handler): void {
@@ -321,6 +340,8 @@ class AttemptHandler implements Handler {
   private complete: ((outcome: Outcome, now: number) => void) | undefined;
   private settle: { resolve: () => void; reject: (reason: unknown) => void } | undefined;
   private done = false;
+  private received = 0;
+  private refusedBody = false;
 
   constructor(
     private readonly call: DispatchCall,
@@ -362,7 +383,14 @@ class AttemptHandler implements Handler {
     this.call.responseStarted();
   }
 
-  onResponseStart(_controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+  onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    const limit = this.call.responseLimit(this.peer);
+    if (limit !== undefined && statusCode >= 200 && declaresTooLarge(this.call.method, statusCode, headers, limit.bytes)) {
+      // Refused unread, as client.request() does: aborting drops the connection, so none of it is downloaded.
+      this.refusedBody = true;
+      controller.abort(limit.error());
+      return;
+    }
     if (statusCode >= 200 && this.headersOutcome === undefined) {
       this.headersOutcome = statusOutcome(statusCode, this.call.now() - this.startedAt);
       if (isFailureStatus(statusCode)) {
@@ -375,7 +403,18 @@ class AttemptHandler implements Handler {
     this.call.responseStart(statusCode, headers, statusMessage);
   }
 
-  onResponseData(_controller: Controller, chunk: Buffer): void {
+  onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.refusedBody) return;
+    const limit = this.call.responseLimit(this.peer);
+    if (limit !== undefined) {
+      this.received += chunk.length;
+      if (this.received > limit.bytes) {
+        // The caller never sees bytes past the limit; the rest is not downloaded.
+        this.refusedBody = true;
+        controller.abort(limit.error());
+        return;
+      }
+    }
     this.call.responseData(chunk);
   }
 

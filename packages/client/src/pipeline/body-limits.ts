@@ -44,15 +44,29 @@ async function* countedUpload(
   tooLarge: () => BodyTooLargeError,
 ): AsyncIterable<Uint8Array> {
   let sent = 0;
-  // Leaving the loop early (limit, abort) ends the caller's stream too: for-await calls return().
-  for await (const chunk of source) {
-    if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
-      throw new InvalidOptionsError('body', 'chunks of a streamed body must be strings or bytes');
+  let ended = false;
+  const chunks = source[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const next = await chunks.next();
+      if (next.done === true) {
+        ended = true;
+        return;
+      }
+      const chunk: unknown = next.value;
+      if (typeof chunk !== 'string' && !(chunk instanceof Uint8Array)) {
+        throw new InvalidOptionsError('body', 'chunks of a streamed body must be strings or bytes');
+      }
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      sent += bytes.byteLength;
+      if (sent > limit) throw tooLarge();
+      yield bytes;
     }
-    const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    sent += bytes.byteLength;
-    if (sent > limit) throw tooLarge();
-    yield bytes;
+  } finally {
+    // Leaving early (limit, abort) ends the caller's stream too, but without waiting for it:
+    // undici fetch's own body iterator never settles its return() once its request has failed,
+    // which would leave the call hanging (a for-await loop would wait for it).
+    if (!ended) void Promise.resolve(chunks.return?.()).catch(noop);
   }
 }
 
