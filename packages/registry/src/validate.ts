@@ -58,9 +58,16 @@ export function isValidAddress(address: unknown): address is string {
   return address.split('.').every((label) => HOST_LABEL.test(label));
 }
 
+/**
+ * Instances this module produced: deeply frozen and valid, so reading one again (a registry that
+ * keeps them, a watch comparing two answers) needs no second check and no second key.
+ */
+const produced = new WeakMap<object, string | undefined>();
+
 /** Checks untrusted data (a registry entry, user input) and returns a frozen, normalised instance. */
 export function parseInstance(raw: unknown): Validation<ServiceInstance> {
   if (raw === null || typeof raw !== 'object') return fail('instance', 'must be an object');
+  if (produced.has(raw)) return { ok: true, value: raw as ServiceInstance };
   const r = raw as Record<string, unknown>;
   if (!isValidInstanceId(r.id)) return fail('id', `invalid instance id ${describe(r.id)}`);
   if (!isValidServiceName(r.service)) return fail('service', `invalid service name ${describe(r.service)}`);
@@ -88,17 +95,16 @@ export function parseInstance(raw: unknown): Validation<ServiceInstance> {
   if (meta[SCHEME_META_KEY] !== undefined && !SCHEMES.includes(meta[SCHEME_META_KEY])) {
     return fail(`meta.${SCHEME_META_KEY}`, `scheme must be http or https, got ${describe(meta[SCHEME_META_KEY])}`);
   }
-  return {
-    ok: true,
-    value: Object.freeze({
-      id: r.id,
-      service: r.service,
-      address: r.address,
-      port: r.port,
-      tags: Object.freeze([...(tags as string[])]),
-      meta: Object.freeze(meta),
-    }),
-  };
+  const value: ServiceInstance = Object.freeze({
+    id: r.id,
+    service: r.service,
+    address: r.address,
+    port: r.port,
+    tags: Object.freeze([...(tags as string[])]),
+    meta: Object.freeze(meta),
+  });
+  produced.set(value, undefined);
+  return { ok: true, value };
 }
 
 /** For trusted call sites (`register`): throws `InvalidOptionsError` naming the field. */
@@ -245,13 +251,18 @@ export function acceptInstances(
 export function sameInstances(a: readonly ServiceInstance[], b: readonly ServiceInstance[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (instanceKey(a[i]!) !== instanceKey(b[i]!)) return false;
+    if (a[i] !== b[i] && instanceKey(a[i]!) !== instanceKey(b[i]!)) return false;
   }
   return true;
 }
 
 function instanceKey(i: ServiceInstance): string {
-  return JSON.stringify([i.id, i.service, i.address, i.port, i.tags, Object.entries(i.meta).sort()]);
+  // A produced instance is frozen: its key is computed once (a watch compares every answer).
+  const known = produced.get(i);
+  if (known !== undefined) return known;
+  const key = JSON.stringify([i.id, i.service, i.address, i.port, i.tags, Object.entries(i.meta).sort()]);
+  if (produced.has(i)) produced.set(i, key);
+  return key;
 }
 
 function describe(value: unknown): string {

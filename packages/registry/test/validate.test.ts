@@ -4,10 +4,12 @@ import {
   acceptInstances,
   isValidAddress,
   parseInstance,
+  sameInstances,
   validateCheckSpec,
   validateInstanceInput,
   validateServiceName,
   type RegistryLogger,
+  type ServiceInstance,
 } from '../src/index.js';
 
 const good = { id: 'orders-1', service: 'orders', address: '127.0.0.1', port: 8080 };
@@ -82,6 +84,20 @@ describe('instances', () => {
     expect(list.map((i) => i.id)).toEqual(['a', 'b']);
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toContain('port');
+  });
+
+  it('hands back an instance it produced as it is, and compares equal lists without rebuilding them', () => {
+    const first = parseInstance({ ...good, tags: ['a'], meta: { zone: 'x' } });
+    expect(first.ok).toBe(true);
+    const value = (first as { value: ServiceInstance }).value;
+    expect(Object.isFrozen(value) && Object.isFrozen(value.tags) && Object.isFrozen(value.meta)).toBe(true);
+    expect((parseInstance(value) as { value: ServiceInstance }).value).toBe(value);
+    // A look-alike that is not frozen is checked again, and a changed one compares different.
+    const lookAlike = { ...value, tags: ['a'], meta: { zone: 'x' } };
+    expect((parseInstance(lookAlike) as { value: ServiceInstance }).value).not.toBe(lookAlike);
+    expect(sameInstances([value], [lookAlike])).toBe(true);
+    lookAlike.meta.zone = 'y';
+    expect(sameInstances([value], [lookAlike])).toBe(false);
   });
 
   it('parseInstance never throws on hostile input', () => {

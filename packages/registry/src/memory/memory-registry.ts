@@ -17,6 +17,7 @@ import type {
 } from '../types.js';
 import {
   acceptInstances,
+  parseInstance,
   validateCheckSpec,
   validateFilter,
   validateInstanceId,
@@ -60,6 +61,8 @@ export class MemoryRegistry implements Registry {
   private readonly logger: RegistryLogger;
   private readonly registrations = new Map<string, Registration>();
   private staticEntries: unknown[];
+  /** Fixed entries already validated, by the object given (see `parsedStatic`). */
+  private readonly parsedEntries = new WeakMap<object, ServiceInstance>();
   private readonly emitters = new Map<WatchEmitter, { service: string; filter: ListOptions['filter'] }>();
   private closed = false;
 
@@ -72,7 +75,10 @@ export class MemoryRegistry implements Registry {
     this.staticEntries = [...(options.instances ?? [])];
   }
 
-  /** Adds a fixed, always-healthy entry (validated when read, like backend data). */
+  /**
+   * Adds a fixed, always-healthy entry (validated when first read, like backend data; the object
+   * is read once, so change an entry by `reset()` and adding it again, not by mutating it).
+   */
   addStatic(entry: unknown): void {
     this.staticEntries.push(entry);
     this.notifyAll();
@@ -166,13 +172,30 @@ export class MemoryRegistry implements Registry {
   }
 
   private healthy(service: string, filter: ListOptions['filter']): ServiceInstance[] {
-    const raws: unknown[] = this.staticEntries.filter(
-      (e) => e !== null && typeof e === 'object' && (e as { service?: unknown }).service === service,
-    );
+    const raws: unknown[] = [];
+    for (const entry of this.staticEntries) {
+      if (entry !== null && typeof entry === 'object' && (entry as { service?: unknown }).service === service) {
+        raws.push(this.parsedStatic(entry));
+      }
+    }
     for (const reg of this.registrations.values()) {
       if (reg.instance.service === service && this.isPassing(reg)) raws.push(reg.instance);
     }
     return acceptInstances(raws, 'memory', this.logger, filter);
+  }
+
+  /**
+   * A fixed entry is read (validated) once: every change re-lists the service, and re-checking
+   * 10,000 unchanged entries each time was most of a one-instance update. An invalid entry stays
+   * raw, so it is dropped and reported on every read, as backend garbage is.
+   */
+  private parsedStatic(entry: object): unknown {
+    const known = this.parsedEntries.get(entry);
+    if (known !== undefined) return known;
+    const result = parseInstance(entry);
+    if (!result.ok) return entry;
+    this.parsedEntries.set(entry, result.value);
+    return result.value;
   }
 
   private isPassing(reg: Registration): boolean {
