@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fetch, request } from 'undici';
 import { createClient, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
 import { deadPort, startPeer, TestRegistry, type TestPeer } from './support/client-testkit.js';
@@ -165,10 +166,12 @@ describe('client.dispatcher() body limits', () => {
     async function* chunks() {
       for (let i = 0; i < 10; i++) yield Buffer.alloc(16, 'y');
     }
-    const err = await request('http://users/', { method: 'POST', body: chunks(), dispatcher }).catch((e: unknown) => e);
+    const body = Readable.from(chunks());
+    const err = await request('http://users/', { method: 'POST', body, dispatcher }).catch((e: unknown) => e);
     expect(err).toMatchObject(tooLarge('request'));
-    // The peer never got a whole request.
+    // The peer never got a whole request, and the caller's stream was ended.
     expect(peers[0]!.requests).toBe(0);
+    await vi.waitFor(() => expect(body.destroyed).toBe(true));
   });
 
   it('refuses a response whose Content-Length is over maxResponseBodyBytes, and cuts an unannounced one', async () => {
