@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
@@ -18,10 +18,12 @@ import {
 import { startConsulDouble, type ConsulDouble } from '../support/consul-double.js';
 import { Instance, killAll, sleep, waitFor } from './support/processes.js';
 import { startGarblingProxy, startPeer, type GarblingProxy, type Peer } from './support/servers.js';
-import { hasOpenssl, makePki, startTlsTerminator, type Pki, type TlsTerminator } from './support/tls.js';
+import { hasOpenssl, makePki, startTlsTerminator, type Issued, type Pki, type TlsTerminator } from './support/tls.js';
 
 // The Consul side of security: the ACL token goes with every call and nowhere else (no log line,
-// no error, no output), and the agent can be reached over HTTPS with a CA of one's own.
+// no error, no output), and the agent can be reached over HTTPS with a CA of one's own, a client
+// certificate (mutual TLS), a CA directory, another server name, or verification off, all set the
+// way Consul's own CLI reads them from the environment.
 
 const TOKEN = `peerlb-acl-${randomUUID()}`;
 
@@ -251,5 +253,154 @@ describe('Consul over HTTPS with a custom CA', () => {
     }
     // The client gave up during the handshake: no TLS session was ever completed.
     expect(tls.handshakes).toBe(handshakes);
+  });
+});
+
+describe('Consul TLS settings from the environment: client certificate, CA directory, server name, no verification', () => {
+  const SERVER_NAME = 'consul.peerlb.test';
+  let double: ConsulDouble;
+  let scratch: string;
+  let pki: Pki;
+  let rogue: Pki;
+  let client: Issued;
+  /** Demands a client certificate signed by `pki`'s CA (Consul's verify_incoming_https). */
+  let mutual: TlsTerminator;
+  /** Serves a certificate that names only SERVER_NAME, not 127.0.0.1. */
+  let named: TlsTerminator;
+  /** Serves `rogue`'s certificate: nothing here trusts it. */
+  let untrusted: TlsTerminator;
+  const registries: Registry[] = [];
+  const logger = new CapturingLogger();
+
+  beforeAll(async () => {
+    expect(hasOpenssl(), 'the openssl command line tool is needed to make a test CA').toBe(true);
+    scratch = await mkdtemp(join(tmpdir(), 'peerlb-tls-env-'));
+    pki = makePki(scratch);
+    rogue = makePki(scratch, 'rogue');
+    client = pki.issue('client', { cn: 'peerlb-registry', usage: 'clientAuth' });
+    double = await startConsulDouble({ minCheckIntervalMs: 100 });
+    mutual = await startTlsTerminator(pki, double.port, { requireClientCert: true });
+    named = await startTlsTerminator(pki, double.port, {
+      identity: pki.issue('named', { cn: SERVER_NAME, san: `DNS:${SERVER_NAME}`, usage: 'serverAuth' }),
+    });
+    untrusted = await startTlsTerminator(rogue, double.port);
+  });
+  afterAll(async () => {
+    await Promise.all(registries.map((r) => r.close()));
+    await Promise.all([mutual, named, untrusted].map((t) => t?.close()));
+    await double?.close();
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  /** A registry configured the way a deployed service is: by environment variables only. */
+  const fromEnv = (env: NodeJS.ProcessEnv): ConsulRegistry => {
+    const r = new ConsulRegistry({ env, logger, requestTimeoutMs: 5_000 });
+    registries.push(r);
+    return r;
+  };
+
+  async function refused(r: ConsulRegistry, message: RegExp): Promise<void> {
+    const started = performance.now();
+    const err = await r.list('tls-env').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryUnavailableError);
+    expect((err as PeerlbError).code).toBe('PEERLB_REGISTRY_UNAVAILABLE');
+    expect(String((err as Error).message)).toMatch(message);
+    // A refusal is an answer, not a time-out: well inside requestTimeoutMs.
+    expect(performance.now() - started).toBeLessThan(3_000);
+  }
+
+  it('an agent demanding a client certificate refuses a registry without one, or with one of another CA', async () => {
+    const withoutCert = fromEnv({ CONSUL_HTTP_ADDR: mutual.url, CONSUL_CACERT: pki.caFile });
+    await refused(withoutCert, /certificate required/i);
+    const strangerCert = rogue.issue('client', { cn: 'stranger', usage: 'clientAuth' });
+    const stranger = fromEnv({
+      CONSUL_HTTP_ADDR: mutual.url,
+      CONSUL_CACERT: pki.caFile,
+      CONSUL_CLIENT_CERT: strangerCert.certFile,
+      CONSUL_CLIENT_KEY: strangerCert.keyFile,
+    });
+    // The agent ends the handshake; how the client hears of it (an alert, a hang-up) varies.
+    await refused(stranger, /certificate|alert|unknown ca|socket hang up|ECONNRESET/i);
+    expect(mutual.handshakes).toBe(0);
+  });
+
+  it('accepts the client certificate named by CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY, and never shows the key', async () => {
+    const r = fromEnv({
+      CONSUL_HTTP_ADDR: mutual.url,
+      CONSUL_CACERT: pki.caFile,
+      CONSUL_CLIENT_CERT: client.certFile,
+      CONSUL_CLIENT_KEY: client.keyFile,
+    });
+    await r.register({ id: 'mtls-1', service: 'tls-env', address: '127.0.0.1', port: 8080 }, { ttlMs: 60_000 });
+    await r.heartbeat('mtls-1');
+    expect((await r.list('tls-env')).map((i) => i.id)).toEqual(['mtls-1']);
+    expect(mutual.clientNames.length).toBeGreaterThan(0);
+    expect(new Set(mutual.clientNames)).toEqual(new Set(['peerlb-registry']));
+    await r.deregister('mtls-1');
+
+    const keyBody = client.key.split('\n')[1]!;
+    expect(inspect(r, { depth: 10, showHidden: true })).not.toContain(keyBody);
+    expect(logger.lines.join('\n')).not.toContain(keyBody);
+    // A key that is not the certificate's is refused at construction, without showing either key.
+    let error: unknown;
+    try {
+      fromEnv({ CONSUL_HTTP_ADDR: mutual.url, CONSUL_CLIENT_CERT: client.certFile, CONSUL_CLIENT_KEY: pki.keyFile });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as PeerlbError)?.code).toBe('PEERLB_INVALID_OPTIONS');
+    expect(shown(error)).toContain('CONSUL_CLIENT_KEY');
+    expect(shown(error)).not.toContain(pki.key.split('\n')[1]!);
+  });
+
+  it('CONSUL_TLS_SERVER_NAME accepts a certificate issued for another name when it names that name, and only then', async () => {
+    const env = { CONSUL_HTTP_ADDR: named.url, CONSUL_CACERT: pki.caFile };
+    // The certificate names consul.peerlb.test, not the 127.0.0.1 the address dials.
+    await refused(fromEnv(env), /altnames: IP: 127\.0\.0\.1/);
+    await refused(fromEnv({ ...env, CONSUL_TLS_SERVER_NAME: 'other.peerlb.test' }), /altnames: Host: other\.peerlb\.test/);
+    expect(named.handshakes).toBe(0);
+
+    // With a port, as Consul's client allows: the port is dropped.
+    for (const name of [SERVER_NAME, `${SERVER_NAME}:8501`]) {
+      expect(await fromEnv({ ...env, CONSUL_TLS_SERVER_NAME: name }).list('tls-env')).toEqual([]);
+    }
+    // It is also the SNI name the agent sees.
+    expect(named.serverNames).toEqual([SERVER_NAME, SERVER_NAME]);
+  });
+
+  it('CONSUL_HTTP_SSL_VERIFY=false accepts a certificate nothing trusts, and says so once', async () => {
+    await refused(fromEnv({ CONSUL_HTTP_ADDR: untrusted.url }), /certificate/i);
+    await refused(fromEnv({ CONSUL_HTTP_ADDR: untrusted.url, CONSUL_HTTP_SSL_VERIFY: 'true' }), /certificate/i);
+    expect(untrusted.handshakes).toBe(0);
+
+    const before = logger.lines.length;
+    const r = fromEnv({ CONSUL_HTTP_ADDR: untrusted.url, CONSUL_HTTP_SSL_VERIFY: 'false' });
+    const warnings = logger.lines.slice(before);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/verification is off/);
+    expect(await r.list('tls-env')).toEqual([]);
+    await r.heartbeat('tls-unknown').catch(() => undefined);
+    expect(untrusted.handshakes).toBeGreaterThan(0);
+    expect(logger.lines.length).toBe(before + 1); // once at construction, not per call
+  });
+
+  it('CONSUL_CAPATH trusts the CAs in a directory; CONSUL_CACERT wins when both are set', async () => {
+    const good = join(scratch, 'capath-good');
+    const strangers = join(scratch, 'capath-rogue');
+    await mkdir(join(good, 'nested'), { recursive: true });
+    await mkdir(strangers, { recursive: true });
+    await copyFile(rogue.caFile, join(good, 'a-rogue.pem'));
+    await copyFile(pki.caFile, join(good, 'nested', 'peerlb.crt'));
+    await copyFile(rogue.caFile, join(strangers, 'rogue.pem'));
+
+    const handshakes = named.handshakes;
+    const env = { CONSUL_HTTP_ADDR: named.url, CONSUL_TLS_SERVER_NAME: SERVER_NAME };
+    expect(await fromEnv({ ...env, CONSUL_CAPATH: good }).list('tls-env')).toEqual([]);
+    expect(named.handshakes).toBe(handshakes + 1);
+    await refused(fromEnv({ ...env, CONSUL_CAPATH: strangers }), /certificate/i);
+    // As in Consul: the CA file is used and the directory is not read at all.
+    await refused(fromEnv({ ...env, CONSUL_CACERT: rogue.caFile, CONSUL_CAPATH: good }), /certificate/i);
+    expect(await fromEnv({ ...env, CONSUL_CACERT: pki.caFile, CONSUL_CAPATH: strangers }).list('tls-env')).toEqual([]);
+    expect(named.handshakes).toBe(handshakes + 2);
   });
 });

@@ -1,9 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConsulRegistry, InvalidOptionsError, RegistryUnavailableError, type ConsulRegistryOptions } from '../src/index.js';
+import { resolveConsulOptions } from '../src/consul/consul-options.js';
 import { startConsulStub, type ConsulStub } from './consul-stub.js';
 
 // A throw-away CA and a server certificate it signed (SAN 127.0.0.1, ::1, localhost), valid
@@ -179,6 +181,197 @@ describe('ConsulRegistry CA certificate', () => {
     expect(missing.message).toContain('nope.pem');
     expect(missing.message).toContain('ENOENT');
     expect(invalid({ caCert: '/etc/consul/ca.pem', env: {} }).field).toBe('caCert');
+  });
+});
+
+/** A file in this test's scratch directory. */
+function file(name: string, content: string): string {
+  const path = join(tmp, name);
+  mkdirSync(join(path, '..'), { recursive: true });
+  writeFileSync(path, content);
+  return path;
+}
+
+/** A fresh P-256 key as PKCS#8 PEM (optionally encrypted); it belongs to no certificate here. */
+function strayKey(passphrase?: string): string {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return privateKey.export(
+    passphrase === undefined
+      ? { type: 'pkcs8', format: 'pem' }
+      : { type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase },
+  ) as string;
+}
+
+/** The base64 body of a PEM key: what must never show in an error. */
+const keyBody = (pem: string) => pem.split('\n').slice(1, -2).join('');
+
+describe('ConsulRegistry client certificate', () => {
+  // The server pair doubles as a client pair here: the tests are about reading and pairing.
+  const certFile = file('client/cert.pem', SERVER_CERT_PEM);
+  const keyFile = file('client/key.pem', SERVER_KEY_PEM);
+
+  it('reads CONSUL_CLIENT_CERT and CONSUL_CLIENT_KEY files; the options win over them', () => {
+    const fromEnv = resolveConsulOptions({ env: { CONSUL_CLIENT_CERT: certFile, CONSUL_CLIENT_KEY: keyFile } }).tls;
+    expect(String(fromEnv.cert)).toBe(SERVER_CERT_PEM);
+    expect(String(fromEnv.key)).toBe(SERVER_KEY_PEM);
+    const env = { CONSUL_CLIENT_CERT: join(tmp, 'missing.pem'), CONSUL_CLIENT_KEY: join(tmp, 'missing.key') };
+    const fromOptions = resolveConsulOptions({ clientCert: Buffer.from(SERVER_CERT_PEM), clientKey: SERVER_KEY_PEM, env }).tls;
+    expect(String(fromOptions.cert)).toBe(SERVER_CERT_PEM);
+    expect(fromOptions.key).toBe(SERVER_KEY_PEM);
+    const neither = resolveConsulOptions({ env: {} }).tls;
+    expect([neither.cert, neither.key]).toEqual([undefined, undefined]);
+  });
+
+  it('wants both or neither, naming the missing field', () => {
+    const noKey = invalid({ env: { CONSUL_CLIENT_CERT: certFile } });
+    expect(noKey.field).toBe('clientKey');
+    expect(noKey.message).toContain('CONSUL_CLIENT_CERT');
+    expect(invalid({ clientCert: SERVER_CERT_PEM, env: {} }).field).toBe('clientKey');
+    const noCert = invalid({ env: { CONSUL_CLIENT_KEY: keyFile } });
+    expect(noCert.field).toBe('clientCert');
+    expect(noCert.message).toContain('CONSUL_CLIENT_KEY');
+    expect(keyBody(SERVER_KEY_PEM).length).toBeGreaterThan(40);
+    expect(JSON.stringify(noCert) + noCert.message).not.toContain(keyBody(SERVER_KEY_PEM).slice(0, 40));
+    expect(invalid({ clientKey: SERVER_KEY_PEM, env: {} }).field).toBe('clientCert');
+  });
+
+  it('names the variable and the path of a file it cannot read', () => {
+    const cert = invalid({ env: { CONSUL_CLIENT_CERT: join(tmp, 'nope-cert.pem'), CONSUL_CLIENT_KEY: keyFile } });
+    expect(cert.field).toBe('clientCert');
+    expect(cert.message).toMatch(/CONSUL_CLIENT_CERT.*nope-cert\.pem.*ENOENT/);
+    const key = invalid({ env: { CONSUL_CLIENT_CERT: certFile, CONSUL_CLIENT_KEY: join(tmp, 'nope-key.pem') } });
+    expect(key.field).toBe('clientKey');
+    expect(key.message).toMatch(/CONSUL_CLIENT_KEY.*nope-key\.pem.*ENOENT/);
+  });
+
+  it('refuses a key that is not PEM, encrypted, or not the certificate\'s, without showing it', () => {
+    const secret = `not-a-key-${randomUUID()}`;
+    const stray = strayKey();
+    const encrypted = strayKey('pass');
+    const cases: Array<[ConsulRegistryOptions, string, string]> = [
+      [{ clientCert: SERVER_CERT_PEM, clientKey: secret }, 'clientKey', secret],
+      [{ clientCert: SERVER_CERT_PEM, clientKey: stray }, 'clientKey', keyBody(stray)],
+      [{ clientCert: SERVER_CERT_PEM, clientKey: encrypted }, 'clientKey', keyBody(encrypted)],
+      [{ env: { CONSUL_CLIENT_CERT: certFile, CONSUL_CLIENT_KEY: file('client/stray.key', stray) } }, 'clientKey', keyBody(stray)],
+      [{ clientCert: '/etc/consul/client.pem', clientKey: SERVER_KEY_PEM }, 'clientCert', keyBody(SERVER_KEY_PEM)],
+      [{ clientCert: TEST_CA_PEM.replace(/\n[A-Za-z0-9+/]{64}\n/, '\n!!\n'), clientKey: SERVER_KEY_PEM }, 'clientCert', keyBody(SERVER_KEY_PEM)],
+    ];
+    for (const [options, field, hidden] of cases) {
+      const err = invalid({ env: {}, ...options });
+      expect(err.field).toBe(field);
+      expect(`${err.message} ${String(err.stack)} ${JSON.stringify(err)}`).not.toContain(hidden);
+    }
+  });
+});
+
+describe('ConsulRegistry CA directory', () => {
+  it('CONSUL_CAPATH trusts every CA file below the directory, as Consul\'s -ca-path', async () => {
+    const dir = join(tmp, 'capath');
+    file('capath/other.pem', SERVER_CERT_PEM);
+    file('capath/nested/ca.crt', TEST_CA_PEM);
+    expect(resolveConsulOptions({ env: { CONSUL_CAPATH: dir } }).tls.ca?.map(String)).toEqual([TEST_CA_PEM, SERVER_CERT_PEM]);
+    const s = await stub({ tls: { key: SERVER_KEY_PEM, cert: SERVER_CERT_PEM } });
+    expect(await open({ env: { CONSUL_HTTP_ADDR: s.url, CONSUL_CAPATH: dir } }).list('web')).toEqual([]);
+    expect(await open({ address: s.url, caPath: dir, env: {} }).list('web')).toEqual([]);
+  });
+
+  it('prefers a CA file to a CA directory, and any CA option to the environment', () => {
+    const caFile = file('ca-precedence.pem', TEST_CA_PEM);
+    const otherDir = join(tmp, 'capath-other');
+    file('capath-other/server.pem', SERVER_CERT_PEM);
+    const missing = join(tmp, 'no-such-dir');
+    const ca = (options: ConsulRegistryOptions) => resolveConsulOptions(options).tls.ca?.map(String);
+    // The directory is not even read when CONSUL_CACERT is set.
+    expect(ca({ env: { CONSUL_CACERT: caFile, CONSUL_CAPATH: missing } })).toEqual([TEST_CA_PEM]);
+    expect(ca({ caPath: otherDir, env: { CONSUL_CACERT: caFile } })).toEqual([SERVER_CERT_PEM]);
+    expect(ca({ caCert: TEST_CA_PEM, caPath: missing, env: {} })).toEqual([TEST_CA_PEM]);
+    expect(ca({ caCert: TEST_CA_PEM, env: { CONSUL_CAPATH: missing } })).toEqual([TEST_CA_PEM]);
+    expect(ca({ env: {} })).toBeUndefined();
+  });
+
+  it('names the variable and the path of a directory or file it cannot use', () => {
+    const missing = invalid({ env: { CONSUL_CAPATH: join(tmp, 'gone') } });
+    expect(missing.field).toBe('caPath');
+    expect(missing.message).toMatch(/CONSUL_CAPATH.*gone.*ENOENT/);
+    file('capath-bad/ok.pem', TEST_CA_PEM);
+    file('capath-bad/notes.txt', 'not a certificate');
+    const notPem = invalid({ env: { CONSUL_CAPATH: join(tmp, 'capath-bad') } });
+    expect(notPem.field).toBe('caPath');
+    expect(notPem.message).toMatch(/CONSUL_CAPATH.*notes\.txt/);
+    mkdirSync(join(tmp, 'capath-empty'));
+    expect(invalid({ caPath: join(tmp, 'capath-empty'), env: {} }).message).toContain('capath-empty');
+    expect(invalid({ caPath: '', env: {} }).field).toBe('caPath');
+    expect(invalid({ caPath: 5 as never, env: {} }).field).toBe('caPath');
+  });
+});
+
+describe('ConsulRegistry TLS server name', () => {
+  it.each<[string, ConsulRegistryOptions, string | undefined]>([
+    ['unset', { env: {} }, undefined],
+    ['CONSUL_TLS_SERVER_NAME', { env: { CONSUL_TLS_SERVER_NAME: 'consul.example.com' } }, 'consul.example.com'],
+    ['a name with a port, dropped as Consul does', { env: { CONSUL_TLS_SERVER_NAME: 'consul.example.com:8501' } }, 'consul.example.com'],
+    ['a bracketed IPv6 literal with a port', { env: { CONSUL_TLS_SERVER_NAME: '[::1]:8501' } }, '::1'],
+    ['a bare IPv6 literal', { env: { CONSUL_TLS_SERVER_NAME: '::1' } }, '::1'],
+    ['the option over the environment', { tlsServerName: 'b.example', env: { CONSUL_TLS_SERVER_NAME: 'a.example' } }, 'b.example'],
+  ])('resolves %s', (_label, options, expected) => {
+    expect(resolveConsulOptions(options).tls.serverName).toBe(expected);
+  });
+
+  it('rejects what is not a host name, naming the variable', () => {
+    const fromEnv = invalid({ env: { CONSUL_TLS_SERVER_NAME: 'bad name' } });
+    expect(fromEnv.field).toBe('tlsServerName');
+    expect(fromEnv.message).toContain('CONSUL_TLS_SERVER_NAME');
+    for (const tlsServerName of ['', 'https://consul.example.com', 'a:b:c', 5 as never]) {
+      expect(invalid({ tlsServerName, env: {} }).field).toBe('tlsServerName');
+    }
+  });
+
+  it('checks the agent\'s certificate against that name instead of the address', async () => {
+    const s = await stub({ tls: { key: SERVER_KEY_PEM, cert: SERVER_CERT_PEM } }); // names 127.0.0.1, ::1, localhost
+    expect(await open({ address: s.url, caCert: TEST_CA_PEM, tlsServerName: 'localhost', env: {} }).list('web')).toEqual([]);
+    const other = open({ address: s.url, env: { CONSUL_CACERT: file('ca-sni.pem', TEST_CA_PEM), CONSUL_TLS_SERVER_NAME: 'consul.example.com' } });
+    const err = await other.list('web').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RegistryUnavailableError);
+    expect(String((err as Error).message)).toMatch(/consul\.example\.com/);
+    expect(s.requests).toHaveLength(1);
+  });
+});
+
+describe('ConsulRegistry TLS verification', () => {
+  it.each<[string | undefined, boolean]>([
+    [undefined, true], ['', true],
+    ['1', true], ['t', true], ['T', true], ['TRUE', true], ['true', true], ['True', true],
+    ['0', false], ['f', false], ['F', false], ['FALSE', false], ['false', false], ['False', false],
+  ])('reads CONSUL_HTTP_SSL_VERIFY=%j as Go\'s strconv.ParseBool does: verify %s', (value, verify) => {
+    const env = value === undefined ? {} : { CONSUL_HTTP_SSL_VERIFY: value };
+    expect(resolveConsulOptions({ env }).tls.verify).toBe(verify);
+  });
+
+  it('rejects another CONSUL_HTTP_SSL_VERIFY value or a tlsVerify that is not a boolean', () => {
+    for (const value of ['no', 'off', 'yes', ' false', 'FaLsE']) {
+      const err = invalid({ env: { CONSUL_HTTP_SSL_VERIFY: value } });
+      expect(err.field).toBe('tlsVerify');
+      expect(err.message).toContain('CONSUL_HTTP_SSL_VERIFY');
+    }
+    expect(invalid({ tlsVerify: 'false' as never, env: {} }).field).toBe('tlsVerify');
+    expect(resolveConsulOptions({ tlsVerify: false, env: { CONSUL_HTTP_SSL_VERIFY: 'true' } }).tls.verify).toBe(false);
+    expect(resolveConsulOptions({ tlsVerify: true, env: { CONSUL_HTTP_SSL_VERIFY: 'false' } }).tls.verify).toBe(true);
+  });
+
+  it('off, accepts an agent no CA vouches for, after one warning that shows no secret', async () => {
+    const s = await stub({ tls: { key: SERVER_KEY_PEM, cert: SERVER_CERT_PEM } });
+    await expect(open({ address: s.url, env: {} }).list('web')).rejects.toBeInstanceOf(RegistryUnavailableError);
+    const warnings: string[] = [];
+    const logger = { warn: (message: string, details?: unknown) => warnings.push(`${message} ${JSON.stringify(details)}`) };
+    const env = { CONSUL_HTTP_ADDR: s.url, CONSUL_HTTP_SSL_VERIFY: 'false', CONSUL_HTTP_TOKEN: TOKEN };
+    const registry = open({ logger, env, clientCert: SERVER_CERT_PEM, clientKey: SERVER_KEY_PEM });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/verification is off/);
+    expect(await registry.list('web')).toEqual([]);
+    expect(await open({ address: s.url, tlsVerify: false, env: {} }).list('web')).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).not.toContain(TOKEN);
+    expect(warnings[0]).not.toContain(keyBody(SERVER_KEY_PEM).slice(0, 40));
   });
 });
 

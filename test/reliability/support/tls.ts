@@ -4,14 +4,32 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 
-/** PEM files of a throw-away CA and a server certificate it signed for 127.0.0.1 / localhost. */
-export interface Pki {
-  readonly caFile: string;
-  readonly ca: string;
+/** A certificate and its (unencrypted) key, as PEM files and text. */
+export interface Issued {
   readonly keyFile: string;
   readonly key: string;
   readonly certFile: string;
   readonly cert: string;
+}
+
+/**
+ * PEM files of a throw-away CA and a server certificate it signed for 127.0.0.1 / localhost (the
+ * `Issued` fields); `issue` makes more certificates signed by the same CA.
+ */
+export interface Pki extends Issued {
+  readonly caFile: string;
+  readonly ca: string;
+  /** Signs a new key's certificate with this CA. */
+  issue(stem: string, spec: CertSpec): Issued;
+}
+
+export interface CertSpec {
+  /** Subject common name. */
+  cn: string;
+  /** subjectAltName value, e.g. `DNS:consul.example.test` or `IP:127.0.0.1,DNS:localhost`. */
+  san?: string;
+  /** `serverAuth` for an agent, `clientAuth` for a client certificate. */
+  usage: 'serverAuth' | 'clientAuth';
 }
 
 function openssl(args: string[], cwd: string): void {
@@ -28,44 +46,50 @@ export function hasOpenssl(): boolean {
   }
 }
 
+const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+
 /**
  * Generates, in `dir`, a CA (P-256, valid 2 days) and a server certificate it signs for
  * IP:127.0.0.1 and DNS:localhost, with the `openssl` command line tool. Made at test time so no
  * private key is committed and nothing expires in the repository.
  */
 export function makePki(dir: string, name = 'peerlb-test'): Pki {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
   openssl(
     [
-      'req', '-x509', ...ec, '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '2',
+      'req', '-x509', ...EC_KEY, '-keyout', `${name}-ca.key`, '-out', `${name}-ca.pem`, '-days', '2',
       '-subj', `/CN=${name} CA`,
       '-addext', 'basicConstraints=critical,CA:TRUE',
       '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
     ],
     dir,
   );
-  openssl(['req', ...ec, '-keyout', `${name}-server.key`, '-out', `${name}-server.csr`, '-subj', '/CN=127.0.0.1'], dir);
-  writeFileSync(
-    join(dir, `${name}-server.ext`),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n',
-  );
-  openssl(
-    [
-      'x509', '-req', '-in', `${name}-server.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial',
-      '-out', `${name}-server.pem`, '-days', '2', '-extfile', `${name}-server.ext`,
-    ],
-    dir,
-  );
+  const issue = (stem: string, spec: CertSpec): Issued => {
+    const base = `${name}-${stem}`;
+    openssl(['req', ...EC_KEY, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${spec.cn}`], dir);
+    const ext = [
+      ...(spec.san === undefined ? [] : [`subjectAltName=${spec.san}`]),
+      'basicConstraints=CA:FALSE',
+      'keyUsage=digitalSignature',
+      `extendedKeyUsage=${spec.usage}`,
+    ];
+    writeFileSync(join(dir, `${base}.ext`), `${ext.join('\n')}\n`);
+    openssl(
+      [
+        'x509', '-req', '-in', `${base}.csr`, '-CA', `${name}-ca.pem`, '-CAkey', `${name}-ca.key`, '-CAcreateserial',
+        '-out', `${base}.pem`, '-days', '2', '-extfile', `${base}.ext`,
+      ],
+      dir,
+    );
+    const keyFile = join(dir, `${base}.key`);
+    const certFile = join(dir, `${base}.pem`);
+    return { keyFile, key: readFileSync(keyFile, 'utf8'), certFile, cert: readFileSync(certFile, 'utf8') };
+  };
   const caFile = join(dir, `${name}-ca.pem`);
-  const keyFile = join(dir, `${name}-server.key`);
-  const certFile = join(dir, `${name}-server.pem`);
   return {
     caFile,
     ca: readFileSync(caFile, 'utf8'),
-    keyFile,
-    key: readFileSync(keyFile, 'utf8'),
-    certFile,
-    cert: readFileSync(certFile, 'utf8'),
+    ...issue('server', { cn: '127.0.0.1', san: 'IP:127.0.0.1,DNS:localhost', usage: 'serverAuth' }),
+    issue,
   };
 }
 
@@ -75,14 +99,34 @@ export interface TlsTerminator {
   readonly url: string;
   /** TLS sessions completed. */
   readonly handshakes: number;
+  /** The SNI name of each completed session (`false`: none was sent). */
+  readonly serverNames: ReadonlyArray<string | false>;
+  /** The subject CN of the client certificate of each completed session, with `requireClientCert`. */
+  readonly clientNames: readonly string[];
   close(): Promise<void>;
 }
 
-export async function startTlsTerminator(pki: Pki, upstreamPort: number): Promise<TlsTerminator> {
+export interface TlsTerminatorOptions {
+  /** The certificate to serve instead of the PKI's server certificate (signed by the same CA or not). */
+  identity?: Issued;
+  /**
+   * Demand a client certificate signed by the PKI's CA, as a Consul agent with
+   * `verify_incoming_https` does: a client without one never completes a session.
+   */
+  requireClientCert?: boolean;
+}
+
+export async function startTlsTerminator(pki: Pki, upstreamPort: number, options: TlsTerminatorOptions = {}): Promise<TlsTerminator> {
   let handshakes = 0;
+  const serverNames: Array<string | false> = [];
+  const clientNames: string[] = [];
   const sockets = new Set<Socket>();
-  const server = createTlsServer({ key: pki.key, cert: pki.cert }, (tlsSocket: TLSSocket) => {
+  const identity = options.identity ?? pki;
+  const mutual = options.requireClientCert ? { requestCert: true, rejectUnauthorized: true, ca: pki.ca } : {};
+  const server = createTlsServer({ key: identity.key, cert: identity.cert, ...mutual }, (tlsSocket: TLSSocket) => {
     handshakes++;
+    serverNames.push(tlsSocket.servername ?? false);
+    if (options.requireClientCert) clientNames.push(String(tlsSocket.getPeerCertificate().subject?.CN));
     const upstream = connect(upstreamPort, '127.0.0.1');
     for (const s of [tlsSocket, upstream]) {
       sockets.add(s);
@@ -105,6 +149,8 @@ export async function startTlsTerminator(pki: Pki, upstreamPort: number): Promis
     get handshakes() {
       return handshakes;
     },
+    serverNames,
+    clientNames,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

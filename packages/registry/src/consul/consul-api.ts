@@ -1,14 +1,14 @@
 import { lookup as dnsLookup } from 'node:dns';
 import { EventEmitter } from 'node:events';
 import { Agent as HttpAgent, type ClientRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import type { LookupFunction } from 'node:net';
+import { Agent as HttpsAgent, type AgentOptions as HttpsAgentOptions } from 'node:https';
+import { isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import Consul from 'consul';
 import { AbortedError, RegistryAuthError, RegistryUnavailableError } from '../errors.js';
 import type { ConsulServiceRegistration } from './consul-mapping.js';
-import { isIpv6Host, type ConsulEndpoint } from './consul-options.js';
+import { isIpv6Host, type ConsulEndpoint, type ConsulTlsConfig } from './consul-options.js';
 
 /**
  * The only module that touches the `consul` package (2.0.1, CommonJS). Its bundled types are
@@ -119,7 +119,7 @@ export interface HealthServiceReply {
 export interface ConsulApiConfig {
   endpoint: ConsulEndpoint;
   token: string | undefined;
-  caCert: string | Buffer | undefined;
+  tls: ConsulTlsConfig;
 }
 
 export class ConsulApi {
@@ -133,13 +133,14 @@ export class ConsulApi {
   constructor(config: ConsulApiConfig) {
     const { endpoint } = config;
     this.#token = config.token;
-    // papi hands the URL's bracketed IPv6 hostname ("[::1]") to http.request as is, so both the
-    // DNS lookup and the TLS identity check would see the brackets; an agent's options reach every
-    // socket it opens, so strip them there.
-    const ipv6 = isIpv6Host(endpoint.host) ? { lookup: unbracketedLookup, checkServerIdentity: unbracketedIdentity } : {};
-    // Our own agent: keep-alive like the package's default, plus the CA, and we destroy it on close.
+    // papi hands the URL's bracketed IPv6 hostname ("[::1]") to http.request as is, so the DNS
+    // lookup (and the TLS identity check, see tlsAgentOptions) would see the brackets; an agent's
+    // options reach every socket it opens, so strip them there.
+    const ipv6 = isIpv6Host(endpoint.host) ? { lookup: unbracketedLookup } : {};
+    // Our own agent: keep-alive like the package's default, plus the TLS settings, and we destroy
+    // it on close. It lives in a #field: its options hold the client key.
     this.#agent = endpoint.secure
-      ? new HttpsAgent({ keepAlive: true, ...ipv6, ...(config.caCert === undefined ? {} : { ca: config.caCert }) })
+      ? new HttpsAgent({ keepAlive: true, ...ipv6, ...tlsAgentOptions(endpoint, config.tls) })
       : new HttpAgent({ keepAlive: true, ...ipv6 });
     reportIdleCloses(this.#agent, () => this.#idleCloses++);
     failCutShortResponses(this.#agent);
@@ -404,4 +405,22 @@ const unbracketedLookup: LookupFunction = (hostname, options, callback) => {
   dnsLookup(unbracket(hostname), options, callback);
 };
 
-const unbracketedIdentity = (hostname: string, cert: PeerCertificate) => checkServerIdentity(unbracket(hostname), cert);
+/**
+ * The https agent's share of the TLS settings, as Consul's Go client applies them: the CAs, the
+ * client certificate, the server name (SNI and the name the certificate must carry), and
+ * verification off (`rejectUnauthorized: false`: neither chain nor name is checked).
+ */
+function tlsAgentOptions(endpoint: ConsulEndpoint, tls: ConsulTlsConfig): HttpsAgentOptions {
+  const options: HttpsAgentOptions = { rejectUnauthorized: tls.verify };
+  if (tls.ca !== undefined) options.ca = tls.ca;
+  if (tls.cert !== undefined && tls.key !== undefined) Object.assign(options, { cert: tls.cert, key: tls.key });
+  const name = tls.serverName;
+  if (name !== undefined) {
+    // SNI carries host names only (RFC 6066; Node warns about an IP): an IP is only checked.
+    if (isIP(name) === 0) options.servername = name;
+    options.checkServerIdentity = (_host: string, cert: PeerCertificate) => checkServerIdentity(name, cert);
+  } else if (isIpv6Host(endpoint.host)) {
+    options.checkServerIdentity = (host: string, cert: PeerCertificate) => checkServerIdentity(unbracket(host), cert);
+  }
+  return options;
+}

@@ -1,10 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import type { BackoffOptions } from '../backoff.js';
 import { InvalidOptionsError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
 import type { RegistryLogger } from '../types.js';
-import { validateDurationMs } from '../validate.js';
+import { isValidAddress, validateDurationMs } from '../validate.js';
 
 export interface ConsulRegistryOptions {
   /**
@@ -15,8 +17,38 @@ export interface ConsulRegistryOptions {
   address?: string;
   /** ACL token, sent as `X-Consul-Token` on every call. Default: env `CONSUL_HTTP_TOKEN`. Never logged. */
   token?: string;
-  /** PEM text of the CA that signed the agent's certificate. Default: the file named by env `CONSUL_CACERT`. */
+  /**
+   * PEM text of the CA that signed the agent's certificate. Default: the file named by env
+   * `CONSUL_CACERT`. Wins over `caPath` / `CONSUL_CAPATH`, as in Consul.
+   */
   caCert?: string | Buffer;
+  /**
+   * A directory of PEM CA files to trust, read (with its subdirectories) at construction, as
+   * Consul's `-ca-path`: every file in it must hold a certificate. Default: env `CONSUL_CAPATH`.
+   * Any CA option (`caCert`, `caPath`) overrides both CA variables.
+   */
+  caPath?: string;
+  /**
+   * PEM text of the certificate this client presents to an agent that verifies incoming HTTPS
+   * (mutual TLS). Default: the file named by env `CONSUL_CLIENT_CERT`. Needs `clientKey`.
+   */
+  clientCert?: string | Buffer;
+  /**
+   * PEM text of the unencrypted private key of `clientCert`. Default: the file named by env
+   * `CONSUL_CLIENT_KEY`. Needs `clientCert`. Never logged, never in an error.
+   */
+  clientKey?: string | Buffer;
+  /**
+   * The name sent as SNI and checked against the agent's certificate instead of the address's
+   * host (a port is dropped, as Consul's client does). Default: env `CONSUL_TLS_SERVER_NAME`.
+   */
+  tlsServerName?: string;
+  /**
+   * `false` skips verifying the agent's certificate (chain and name), as
+   * `CONSUL_HTTP_SSL_VERIFY=false` does; a warning is logged. Default: env
+   * `CONSUL_HTTP_SSL_VERIFY`, else true.
+   */
+  tlsVerify?: boolean;
   /** Datacenter to discover in (default: the agent's own). */
   datacenter?: string;
   /** How long a blocking query may wait for a change (default 60 s, at most 10 min). */
@@ -42,10 +74,22 @@ export interface ConsulEndpoint {
   origin: string;
 }
 
+/** What the https agent is built with. `key` is a secret, like the token. */
+export interface ConsulTlsConfig {
+  /** CAs to trust instead of Node's bundled ones; undefined: Node's. */
+  ca: Array<string | Buffer> | undefined;
+  /** Client certificate and key, both or neither. */
+  cert: string | Buffer | undefined;
+  key: string | Buffer | undefined;
+  /** Host name or IP literal the agent's certificate must name; undefined: the address's host. */
+  serverName: string | undefined;
+  verify: boolean;
+}
+
 export interface ResolvedConsulOptions {
   endpoint: ConsulEndpoint;
   token: string | undefined;
-  caCert: string | Buffer | undefined;
+  tls: ConsulTlsConfig;
   datacenter: string | undefined;
   waitMs: number;
   minWatchIntervalMs: number;
@@ -69,7 +113,7 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
 
   const endpoint = resolveEndpoint(options.address, env);
   const token = resolveToken(options.token, env);
-  const caCert = resolveCaCert(options.caCert, env);
+  const tls = resolveTls(options, env);
 
   let datacenter: string | undefined;
   if (options.datacenter !== undefined) {
@@ -111,7 +155,7 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
     throw new InvalidOptionsError('logger', 'must have a warn(message, details) method');
   }
 
-  return { endpoint, token, caCert, datacenter, waitMs, minWatchIntervalMs, backoff, requestTimeoutMs, logger };
+  return { endpoint, token, tls, datacenter, waitMs, minWatchIntervalMs, backoff, requestTimeoutMs, logger };
 }
 
 function resolveEndpoint(option: string | undefined, env: NodeJS.ProcessEnv): ConsulEndpoint {
@@ -132,7 +176,7 @@ function resolveEndpoint(option: string | undefined, env: NodeJS.ProcessEnv): Co
   let withScheme = raw;
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(raw)?.[1]?.toLowerCase();
   if (scheme === undefined) {
-    withScheme = `${parseSslFlag(env.CONSUL_HTTP_SSL) ? 'https' : 'http'}://${raw}`;
+    withScheme = `${parseGoBool(env.CONSUL_HTTP_SSL, 'address', 'CONSUL_HTTP_SSL', false) ? 'https' : 'http'}://${raw}`;
   } else if (scheme !== 'http' && scheme !== 'https') {
     throw new InvalidOptionsError('address', `${from(source)}scheme must be http or https, got ${scheme}`);
   }
@@ -167,51 +211,200 @@ function resolveToken(option: string | undefined, env: NodeJS.ProcessEnv): strin
   return value;
 }
 
-function resolveCaCert(option: string | Buffer | undefined, env: NodeJS.ProcessEnv): string | Buffer | undefined {
-  let pem: string | Buffer;
-  let source = 'caCert';
-  if (option !== undefined) {
-    if (typeof option !== 'string' && !Buffer.isBuffer(option)) {
-      throw new InvalidOptionsError('caCert', 'must be PEM text (a string or Buffer)');
-    }
-    pem = option;
-  } else if (nonEmpty(env.CONSUL_CACERT)) {
-    source = 'CONSUL_CACERT';
-    try {
-      pem = readFileSync(env.CONSUL_CACERT);
-    } catch (cause) {
-      const code = (cause as NodeJS.ErrnoException).code ?? 'error';
-      throw new InvalidOptionsError('caCert', `cannot read the CA file named by CONSUL_CACERT (${env.CONSUL_CACERT}): ${code}`, {
-        cause,
-      });
-    }
-  } else {
-    return undefined;
+const CERTIFICATE = /-----BEGIN CERTIFICATE-----/;
+const PRIVATE_KEY = /-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/;
+
+function resolveTls(options: ConsulRegistryOptions, env: NodeJS.ProcessEnv): ConsulTlsConfig {
+  const cert = pemSetting('clientCert', options.clientCert, 'CONSUL_CLIENT_CERT', env, 'client certificate');
+  const key = pemSetting('clientKey', options.clientKey, 'CONSUL_CLIENT_KEY', env, 'client key');
+  // Both or neither, as Consul's client demands: a certificate without its key cannot be presented.
+  if (cert !== undefined && key === undefined) {
+    throw new InvalidOptionsError('clientKey', `missing: ${cert.source} gives a client certificate, so clientKey or CONSUL_CLIENT_KEY must give its key`);
   }
-  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
-  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new InvalidOptionsError(
-      'caCert',
-      `${from(source)}holds no PEM certificate (pass the certificate text, not a file path)`,
-    );
+  if (key !== undefined && cert === undefined) {
+    throw new InvalidOptionsError('clientCert', `missing: ${key.source} gives a client key, so clientCert or CONSUL_CLIENT_CERT must give its certificate`);
   }
-  return pem;
+  if (cert !== undefined && key !== undefined) {
+    requirePem('clientCert', cert, 'certificate');
+    requirePem('clientKey', key, 'private key');
+    checkKeyPair(cert, key);
+  }
+  return {
+    ca: resolveCa(options, env),
+    cert: cert?.pem,
+    key: key?.pem,
+    serverName: resolveServerName(options.tlsServerName, env),
+    verify: resolveVerify(options.tlsVerify, env),
+  };
 }
 
-/** Go's strconv.ParseBool, which is what Consul's own client applies to CONSUL_HTTP_SSL. */
-function parseSslFlag(value: string | undefined): boolean {
-  if (value === undefined || value === '') return false;
+/** A PEM setting and where it came from: an option (PEM text) or the file an env variable names. */
+interface Pem {
+  pem: string | Buffer;
+  source: string;
+}
+
+function pemSetting(
+  field: string,
+  option: string | Buffer | undefined,
+  envName: string,
+  env: NodeJS.ProcessEnv,
+  what: string,
+): Pem | undefined {
+  if (option !== undefined) {
+    if (typeof option !== 'string' && !Buffer.isBuffer(option)) {
+      throw new InvalidOptionsError(field, 'must be PEM text (a string or Buffer)');
+    }
+    return { pem: option, source: field };
+  }
+  const path = env[envName];
+  if (!nonEmpty(path)) return undefined;
+  return { pem: readSettingFile(field, envName, path, `${what} file`), source: envName };
+}
+
+/**
+ * The CAs to trust. Options win over the environment (any CA option hides both CA variables);
+ * within each, a CA file wins over a CA directory, the order of Consul's client (go-rootcerts).
+ */
+function resolveCa(options: ConsulRegistryOptions, env: NodeJS.ProcessEnv): Array<string | Buffer> | undefined {
+  const byOption = options.caCert !== undefined || options.caPath !== undefined;
+  const ca = pemSetting('caCert', options.caCert, 'CONSUL_CACERT', byOption ? {} : env, 'CA certificate');
+  if (ca !== undefined) {
+    requirePem('caCert', ca, 'certificate');
+    return [ca.pem];
+  }
+  if (options.caPath !== undefined) {
+    if (typeof options.caPath !== 'string' || options.caPath.trim() === '') {
+      throw new InvalidOptionsError('caPath', 'must be the path of a directory of PEM CA files');
+    }
+    return readCaDirectory(options.caPath, 'caPath');
+  }
+  return nonEmpty(env.CONSUL_CAPATH) ? readCaDirectory(env.CONSUL_CAPATH, 'CONSUL_CAPATH') : undefined;
+}
+
+/**
+ * Every file below `dir`, subdirectories included, each of which must hold a PEM certificate: what
+ * go-rootcerts' LoadCAPath (Consul's `-ca-path`) accepts. An empty directory is refused here rather
+ * than leaving a client that trusts nothing.
+ */
+function readCaDirectory(dir: string, source: string): Buffer[] {
+  const found: Buffer[] = [];
+  const walk = (path: string) => {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(path, { withFileTypes: true });
+    } catch (cause) {
+      throw unreadable('caPath', source, `CA directory ${path}`, cause);
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      const file = join(path, entry.name);
+      if (entry.isDirectory()) {
+        walk(file);
+        continue;
+      }
+      const pem = readSettingFile('caPath', source, file, 'CA file');
+      requirePem('caPath', { pem, source }, 'certificate', file);
+      found.push(pem);
+    }
+  };
+  walk(dir);
+  if (found.length === 0) throw new InvalidOptionsError('caPath', `${from(source)}the CA directory ${dir} holds no files`);
+  return found;
+}
+
+function readSettingFile(field: string, source: string, path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (cause) {
+    throw unreadable(field, source, `${what} ${path}`, cause);
+  }
+}
+
+/** The error for a file or directory that cannot be read: its path and the errno code, never its content. */
+function unreadable(field: string, source: string, what: string, cause: unknown): InvalidOptionsError {
+  const code = (cause as NodeJS.ErrnoException | null)?.code ?? 'error';
+  return new InvalidOptionsError(field, `${from(source)}cannot read the ${what}: ${code}`, { cause });
+}
+
+/** Catches a file path passed as PEM text, or a file holding something else. Never echoes the content. */
+function requirePem(field: string, { pem, source }: Pem, kind: 'certificate' | 'private key', file?: string): void {
+  const text = typeof pem === 'string' ? pem : pem.toString('latin1');
+  if ((kind === 'certificate' ? CERTIFICATE : PRIVATE_KEY).test(text)) return;
+  const where = file === undefined ? '' : `the file ${file} `;
+  const hint = file === undefined && source === field ? ' (pass the PEM text, not a file path)' : '';
+  throw new InvalidOptionsError(field, `${from(source)}${where}holds no PEM ${kind}${hint}`);
+}
+
+/**
+ * Loads the pair once, so a broken certificate, an encrypted key or a key of another certificate
+ * is an options error at construction rather than a failed handshake later. OpenSSL's messages
+ * name the problem, never the key; only the code is kept.
+ */
+function checkKeyPair(cert: Pem, key: Pem): void {
+  const codeOf = (err: unknown) => String((err as { code?: unknown } | null)?.code ?? 'error');
+  try {
+    createSecureContext({ cert: cert.pem });
+  } catch (err) {
+    throw new InvalidOptionsError('clientCert', `${from(cert.source)}is not a usable PEM certificate (${codeOf(err)})`);
+  }
+  try {
+    createSecureContext({ cert: cert.pem, key: key.pem });
+  } catch (err) {
+    throw new InvalidOptionsError(
+      'clientKey',
+      `${from(key.source)}is not the unencrypted PEM private key of the client certificate (${codeOf(err)})`,
+    );
+  }
+}
+
+function resolveServerName(option: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  let raw: unknown = option;
+  let source = 'tlsServerName';
+  if (option === undefined) {
+    if (!nonEmpty(env.CONSUL_TLS_SERVER_NAME)) return undefined;
+    raw = env.CONSUL_TLS_SERVER_NAME;
+    source = 'CONSUL_TLS_SERVER_NAME';
+  }
+  if (typeof raw !== 'string') throw new InvalidOptionsError('tlsServerName', 'must be a host name');
+  let name = raw.trim();
+  // As Consul's client: "host:port" and "[v6]:port" name the host; a bare IPv6 literal stays whole.
+  const hostPort = /^(?:\[([^\]]*)\]|([^:]*))(?::(\d{1,5}))?$/.exec(name);
+  if (hostPort && (hostPort[1] !== undefined || hostPort[3] !== undefined)) name = hostPort[1] ?? hostPort[2] ?? '';
+  if (!isValidAddress(name)) {
+    throw new InvalidOptionsError(
+      'tlsServerName',
+      `${from(source)}must be a host name or IP address, got ${JSON.stringify(raw.slice(0, 100))}`,
+    );
+  }
+  return name;
+}
+
+function resolveVerify(option: boolean | undefined, env: NodeJS.ProcessEnv): boolean {
+  if (option === undefined) return parseGoBool(env.CONSUL_HTTP_SSL_VERIFY, 'tlsVerify', 'CONSUL_HTTP_SSL_VERIFY', true);
+  if (typeof option !== 'boolean') throw new InvalidOptionsError('tlsVerify', 'must be true or false');
+  return option;
+}
+
+/**
+ * Go's strconv.ParseBool, which is what Consul's own client applies to CONSUL_HTTP_SSL and
+ * CONSUL_HTTP_SSL_VERIFY. Unset or empty: `unset`. Consul logs and ignores a value it cannot parse;
+ * here it is an options error, so a typo cannot silently change how the agent is reached.
+ */
+function parseGoBool(value: string | undefined, field: string, envName: string, unset: boolean): boolean {
+  if (value === undefined || value === '') return unset;
   if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
   if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
-  throw new InvalidOptionsError('address', `CONSUL_HTTP_SSL must be true or false, got ${JSON.stringify(value.slice(0, 20))}`);
+  throw new InvalidOptionsError(field, `${envName} must be true or false, got ${JSON.stringify(value.slice(0, 20))}`);
 }
 
 function nonEmpty(value: string | undefined): value is string {
   return typeof value === 'string' && value.trim() !== '';
 }
 
+/** Names the environment variable a value came from; an option's field is already the error's field. */
 function from(source: string): string {
-  return source === 'address' || source === 'caCert' || source === 'token' ? '' : `(from ${source}) `;
+  return source.startsWith('CONSUL_') ? `(from ${source}) ` : '';
 }
 
 /** True for a bracketed or bare IPv6 literal. */

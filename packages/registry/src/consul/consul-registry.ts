@@ -46,7 +46,7 @@ const UNKNOWN_CHECK = /does not have associated TTL|unknown check/i;
 export class ConsulRegistry implements Registry {
   readonly kind = 'consul';
   readonly #api: ConsulApi;
-  private readonly config: Omit<ResolvedConsulOptions, 'token' | 'caCert'>;
+  private readonly config: Omit<ResolvedConsulOptions, 'token' | 'tls'>;
   private readonly lifetime = new AbortController();
   private readonly watches = new Set<WatchEmitter>();
   /** Instance id -> whether this object registered it with a TTL check. */
@@ -54,9 +54,16 @@ export class ConsulRegistry implements Registry {
   private closed = false;
 
   constructor(options: ConsulRegistryOptions = {}) {
-    const { token, caCert, ...config } = resolveConsulOptions(options);
+    // The token and the TLS settings (which hold the client key) go to the API object only.
+    const { token, tls, ...config } = resolveConsulOptions(options);
     this.config = config;
-    this.#api = new ConsulApi({ endpoint: config.endpoint, token, caCert });
+    this.#api = new ConsulApi({ endpoint: config.endpoint, token, tls });
+    if (!tls.verify && config.endpoint.secure) {
+      config.logger.warn(
+        `consul: TLS certificate verification is off (tlsVerify: false or CONSUL_HTTP_SSL_VERIFY=false): anything that answers at ${config.endpoint.origin} is trusted as the agent`,
+        { source: 'consul' },
+      );
+    }
   }
 
   /** `scheme://host:port` of the agent this registry talks to. */
