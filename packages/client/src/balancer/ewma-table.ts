@@ -1,10 +1,13 @@
 import type { PeakEwmaConfig } from './load-metrics.js';
 
-/** Fields of one slot: the estimate (ms), its clock stamp (NaN before the first sample), requests in flight, warm-up samples taken. */
+/**
+ * Fields of one slot (32 bytes, so a row never straddles two cache lines): the estimate (ms), its
+ * clock stamp (NaN before the first sample), requests in flight, and the slot's epoch.
+ */
 export const ESTIMATE = 0;
 export const STAMP = 1;
 export const IN_FLIGHT = 2;
-export const WARM = 3;
+const EPOCH = 3;
 const STRIDE = 4;
 
 /**
@@ -15,6 +18,7 @@ const STRIDE = 4;
  *
  * A tracker owns a slot until its peer leaves (`PeakEwmaTracker.release`); a freed slot is
  * reused, and its epoch is bumped so a picker that captured the slot can tell (see `capture`).
+ * The epoch sits in the row itself, so checking it costs no extra memory read.
  */
 /** What a tracker reads and writes its state through: a slot of the shared table, or its own copy. */
 export interface EwmaState {
@@ -37,8 +41,6 @@ function decayedEstimate(config: PeakEwmaConfig, estimate: number, stamp: number
 
 export class EwmaTable implements EwmaState {
   data: Float64Array;
-  /** Bumped each time a slot is freed. */
-  epochs: Uint32Array;
   readonly #free: number[] = [];
   #used = 0;
 
@@ -47,24 +49,22 @@ export class EwmaTable implements EwmaState {
     capacity = 16,
   ) {
     this.data = new Float64Array(capacity * STRIDE);
-    this.epochs = new Uint32Array(capacity);
   }
 
   /** A slot with no sample and nothing in flight. */
   alloc(): number {
     const slot = this.#free.length > 0 ? this.#free.pop()! : this.#used++;
-    if (slot >= this.epochs.length) this.#grow();
+    if ((slot + 1) * STRIDE > this.data.length) this.#grow();
     const base = slot * STRIDE;
     const data = this.data;
     data[base + ESTIMATE] = 0;
     data[base + STAMP] = Number.NaN;
     data[base + IN_FLIGHT] = 0;
-    data[base + WARM] = 0;
     return slot;
   }
 
   free(slot: number): void {
-    this.epochs[slot] = (this.epochs[slot]! + 1) >>> 0;
+    this.data[slot * STRIDE + EPOCH]!++;
     this.#free.push(slot);
   }
 
@@ -87,22 +87,32 @@ export class EwmaTable implements EwmaState {
     return this.estimateMs(slot, now) * (this.data[slot * STRIDE + IN_FLIGHT]! + 1);
   }
 
-  /** Slots and their epochs now, for a picker snapshot: `isCurrent` then says whether a slot still holds the same tracker. */
-  capture(slots: Int32Array): Uint32Array {
-    return Uint32Array.from(slots, (slot) => this.epochs[slot]!);
+  /**
+   * For a picker snapshot: each slot with its epoch now, side by side (`[slot, epoch, ...]`), so
+   * `loadIfCurrent` reads one pair of the snapshot and one row of the table.
+   */
+  capture(slots: readonly number[]): Float64Array {
+    const pairs = new Float64Array(slots.length * 2);
+    for (let i = 0; i < slots.length; i++) {
+      pairs[2 * i] = slots[i]!;
+      pairs[2 * i + 1] = this.data[slots[i]! * STRIDE + EPOCH]!;
+    }
+    return pairs;
   }
 
-  isCurrent(slot: number, epoch: number): boolean {
-    return this.epochs[slot] === epoch;
+  /** The load of the i-th captured slot, or NaN when it was freed since (it holds another tracker now). */
+  loadIfCurrent(pairs: Float64Array, i: number, now: number): number {
+    const slot = pairs[2 * i]!;
+    const data = this.data;
+    const base = slot * STRIDE;
+    if (data[base + EPOCH] !== pairs[2 * i + 1]) return Number.NaN;
+    return decayedEstimate(this.config, data[base + ESTIMATE]!, data[base + STAMP]!, now) * (data[base + IN_FLIGHT]! + 1);
   }
 
   #grow(): void {
     const data = new Float64Array(this.data.length * 2);
     data.set(this.data);
     this.data = data;
-    const epochs = new Uint32Array(this.epochs.length * 2);
-    epochs.set(this.epochs);
-    this.epochs = epochs;
   }
 }
 
@@ -118,7 +128,7 @@ export class DetachedEwma implements EwmaState {
     from: EwmaState,
     slot: number,
   ) {
-    this.#values = [from.get(slot, ESTIMATE), from.get(slot, STAMP), from.get(slot, IN_FLIGHT), from.get(slot, WARM)];
+    this.#values = [from.get(slot, ESTIMATE), from.get(slot, STAMP), from.get(slot, IN_FLIGHT)];
   }
 
   get(_slot: number, field: number): number {

@@ -1,6 +1,6 @@
 import { InvalidOptionsError } from '@peerlb/registry';
 import { numberOption, optionsObject } from './option-checks.js';
-import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, WARM, type EwmaState } from './ewma-table.js';
+import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState } from './ewma-table.js';
 import type { LoadMetric, LoadTracker, Outcome } from './types.js';
 
 /**
@@ -145,6 +145,8 @@ export class PeakEwmaTracker implements LoadTracker {
   #table: EwmaState;
   #slot: number;
   #released = false;
+  /** Successful samples taken during warm-up so far (not read by picks: kept out of the table). */
+  #warm = 0;
   // Made on the first start(): most peers of a large service are never called.
   #complete: Complete | undefined;
 
@@ -199,7 +201,7 @@ export class PeakEwmaTracker implements LoadTracker {
     const observed = sanitise(outcome.latencyMs);
     const config = this.#table.config;
     if (outcome.kind === 'success') {
-      if (this.#table.get(this.#slot, WARM) < config.warmupSamples) {
+      if (this.#warm < config.warmupSamples) {
         this.#warmUp(Math.min(observed, config.penaltyFactor * config.prior()), now);
         config.learn?.(observed);
         return;
@@ -219,8 +221,7 @@ export class PeakEwmaTracker implements LoadTracker {
   #warmUp(sample: number, now: number): void {
     const table = this.#table;
     const slot = this.#slot;
-    const warm = table.get(slot, WARM) + 1;
-    table.set(slot, WARM, warm);
+    const warm = ++this.#warm;
     const stamp = table.get(slot, STAMP);
     if (Number.isNaN(stamp)) {
       table.set(slot, ESTIMATE, sample);

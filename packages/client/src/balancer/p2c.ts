@@ -43,17 +43,16 @@ export const trackerLoads: LoadsOf = (peers) => {
 function ewmaLoads(table: EwmaTable): LoadsOf {
   return (peers) => {
     const trackers = peers.map((peer) => peer.tracker);
-    const slots = new Int32Array(trackers.length);
-    for (let i = 0; i < trackers.length; i++) {
-      const tracker = trackers[i]!;
+    const slots: number[] = [];
+    for (const tracker of trackers) {
       const slot = tracker instanceof PeakEwmaTracker ? tracker.slotIn(table) : undefined;
       if (slot === undefined) return trackerLoads(peers);
-      slots[i] = slot;
+      slots.push(slot);
     }
-    const epochs = table.capture(slots);
+    const pairs = table.capture(slots);
     return (i, now) => {
-      const slot = slots[i]!;
-      return table.isCurrent(slot, epochs[i]!) ? table.load(slot, now) : trackers[i]!.load(now);
+      const load = table.loadIfCurrent(pairs, i, now);
+      return Number.isNaN(load) ? trackers[i]!.load(now) : load;
     };
   };
 }
