@@ -100,7 +100,7 @@ export async function scaleScenario(ctx: BenchContext): Promise<ScenarioOutcome>
   ];
   const details = [
     `${n} instances of one service vs ${p.small}. Pick: ${fmtInt(p.picks)} picks of \`p2c().build(peers).pick()\` per timing, ` +
-      `${p.reps} interleaved timings, median. Request path: \`client.request()\` + \`body.text()\` through an in-process ` +
+      `${p.pickReps} interleaved pairs of timings, median of their ratios. Request path (${p.reps} interleaved timings, median): \`client.request()\` + \`body.text()\` through an in-process ` +
       `transport (the client's \`transportFactory\` option; no sockets, so the figure is the client's own work), ` +
       `${fmtInt(p.requests)} requests per timing after a warm-up touching every peer. Updates: median of ${p.updates}. ` +
       'Memory: heap after GC (--expose-gc) with the real undici transport, minus the same with ' +
