@@ -342,12 +342,16 @@ class AttemptHandler implements Handler {
   private done = false;
   private received = 0;
   private refusedBody = false;
+  /** `maxResponseBodyBytes` for this attempt, looked up once rather than per chunk. */
+  private readonly limit: ReturnType<DispatchCall['responseLimit']>;
 
   constructor(
     private readonly call: DispatchCall,
     private readonly peer: Peer,
     private readonly startedAt: number,
-  ) {}
+  ) {
+    this.limit = call.responseLimit(peer);
+  }
 
   /** Runs the attempt; the promise settles at the response headers (what the breaker judges). */
   send(): Promise<void> {
@@ -384,7 +388,7 @@ class AttemptHandler implements Handler {
   }
 
   onResponseStart(controller: Controller, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    const limit = this.call.responseLimit(this.peer);
+    const limit = this.limit;
     if (limit !== undefined && statusCode >= 200 && declaresTooLarge(this.call.method, statusCode, headers, limit.bytes)) {
       // Refused unread, as client.request() does: aborting drops the connection, so none of it is downloaded.
       this.refusedBody = true;
@@ -405,7 +409,7 @@ class AttemptHandler implements Handler {
 
   onResponseData(controller: Controller, chunk: Buffer): void {
     if (this.refusedBody) return;
-    const limit = this.call.responseLimit(this.peer);
+    const limit = this.limit;
     if (limit !== undefined) {
       this.received += chunk.length;
       if (this.received > limit.bytes) {
