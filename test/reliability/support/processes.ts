@@ -195,18 +195,4 @@ export function seeded(seed: number): () => number {
   };
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export async function waitFor(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-  context: () => string = () => '',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${context()}`);
-    await sleep(25);
-  }
-}
+export { sleep, waitFor } from '../../support/wait.js';
