@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createClient, undiciPoolFactory, type TransportFactory } from '@peerlb/client';
+import { createClient } from '@peerlb/client';
 import { LocalRegistry, parseInstance, silentLogger, type ServiceInstance, type WatchUpdate } from '@peerlb/registry';
-import { describeError, isDialableOrigin, isTypedError, trackUnhandled } from './support/fuzz.js';
+import { describeError, dialRecorder, isTypedError, trackUnhandled } from './support/fuzz.js';
 import { recordFileName, recordOf } from './support/local-records.js';
 import { MODE } from './support/mode.js';
 import { sleep } from './support/processes.js';
@@ -178,12 +178,7 @@ describe('fuzzing the local registry directory', () => {
   }, MODE.fuzzTimeoutMs);
 
   it('client.request(): never dials an invalid peer; an answer or a typed error', async () => {
-    const dialled: string[] = [];
-    const outcomes = { answered: 0, typed: 0 };
-    const redirect: TransportFactory = (origin, options) => {
-      dialled.push(origin);
-      return undiciPoolFactory(`http://127.0.0.1:${peer.port}`, options);
-    };
+    const { transportFactory, outcomes, requestOnce } = dialRecorder(peer.port);
     await fc.assert(
       fc.asyncProperty(fc.array(fileArb, { minLength: 1, maxLength: 4 }), async (files) => {
         const dir = await freshDir();
@@ -191,25 +186,18 @@ describe('fuzzing the local registry directory', () => {
         const client = createClient({
           registry: new LocalRegistry({ dir, rescanIntervalMs: 20, logger: silentLogger }),
           closeRegistry: true,
-          transportFactory: redirect,
+          transportFactory,
           logger: silentLogger,
           timeoutMs: 200,
           retireGraceMs: 100,
           discovery: { emptyGraceMs: 0 },
         });
         try {
-          const res = await client.request({ service: SERVICE, path: '/' });
-          await res.body.text();
-          outcomes.answered++;
-        } catch (err) {
-          if (!isTypedError(err)) throw new Error(`untyped error: ${describeError(err)}`);
-          outcomes.typed++;
+          await requestOnce(client, SERVICE);
         } finally {
           await client.close();
           await rm(dir, { recursive: true, force: true });
         }
-        const bad = dialled.filter((o) => !isDialableOrigin(o));
-        if (bad.length > 0) throw new Error(`dialled invalid origins ${JSON.stringify(bad)}`);
       }),
       { numRuns: Math.ceil(MODE.fuzzRuns / 3), seed: Number(process.env.PEERLB_FUZZ_SEED ?? 7_102) },
     );

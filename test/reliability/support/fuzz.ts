@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect } from 'vitest';
+import { undiciPoolFactory, type Client, type TransportFactory } from '@peerlb/client';
 import { isValidAddress, PeerlbError } from '@peerlb/registry';
 
 /**
@@ -43,4 +44,33 @@ export function isDialableOrigin(origin: string): boolean {
   const host = m[2]!.replace(/^\[(.*)\]$/, '$1');
   const port = Number(m[3]);
   return isValidAddress(host) && port >= 1 && port <= 65_535;
+}
+
+/**
+ * The client side of "never dial an invalid peer": a transport that records every origin the
+ * client hands it and sends every connection to the one local peer whatever the origin says (so a
+ * valid but unknown host name is never looked up), and a check of one request on a client built
+ * with it: an answer or a typed error, and no invalid origin dialled so far.
+ */
+export function dialRecorder(peerPort: number) {
+  const dialled: string[] = [];
+  const outcomes = { answered: 0, typed: 0 };
+  const transportFactory: TransportFactory = (origin, options) => {
+    dialled.push(origin);
+    return undiciPoolFactory(`http://127.0.0.1:${peerPort}`, options);
+  };
+  async function requestOnce(client: Client, service: string, onAnswer?: (statusCode: number) => void): Promise<void> {
+    try {
+      const res = await client.request({ service, path: '/' });
+      onAnswer?.(res.statusCode);
+      await res.body.text();
+      outcomes.answered++;
+    } catch (err) {
+      if (!isTypedError(err)) throw new Error(`untyped error: ${describeError(err)}`);
+      outcomes.typed++;
+    }
+    const bad = dialled.filter((o) => !isDialableOrigin(o));
+    if (bad.length > 0) throw new Error(`dialled invalid origins ${JSON.stringify(bad)}`);
+  }
+  return { transportFactory, outcomes, requestOnce };
 }
