@@ -10,16 +10,6 @@ export const IN_FLIGHT = 2;
 const EPOCH = 3;
 const STRIDE = 4;
 
-/**
- * The peak-EWMA state of every tracker of one metric, side by side in one `Float64Array` (32
- * bytes a tracker). A P2C pick reads two random peers' state: among 10,000 peers, two tracker
- * objects and the boxed numbers they hold were rarely in CPU cache, and the pick cost 2.2-2.7x
- * what it cost among 10; from one contiguous table it is read like an array.
- *
- * A tracker owns a slot until its peer leaves (`PeakEwmaTracker.release`); a freed slot is
- * reused, and its epoch is bumped so a picker that captured the slot can tell (see `capture`).
- * The epoch sits in the row itself, so checking it costs no extra memory read.
- */
 /** What a tracker reads and writes its state through: a slot of the shared table, or its own copy. */
 export interface EwmaState {
   readonly config: PeakEwmaConfig;
@@ -39,6 +29,16 @@ function decayedEstimate(config: PeakEwmaConfig, estimate: number, stamp: number
   return elapsed > 0 ? estimate * Math.exp(-elapsed / config.decayMs) : estimate;
 }
 
+/**
+ * The peak-EWMA state of every tracker of one metric, side by side in one `Float64Array` (32
+ * bytes a tracker). A P2C pick reads two random peers' state: among 10,000 peers, two tracker
+ * objects and the boxed numbers they hold were rarely in CPU cache, and the pick cost 2.2-2.7x
+ * what it cost among 10; from one contiguous table it is read like an array.
+ *
+ * A tracker owns a slot until its peer leaves (`PeakEwmaTracker.release`); a freed slot is
+ * reused, and its epoch is bumped so a picker that captured the slot can tell (see `capture`).
+ * The epoch sits in the row itself, so checking it costs no extra memory read.
+ */
 export class EwmaTable implements EwmaState {
   data: Float64Array;
   readonly #free: number[] = [];
@@ -103,10 +103,8 @@ export class EwmaTable implements EwmaState {
   /** The load of the i-th captured slot, or NaN when it was freed since (it holds another tracker now). */
   loadIfCurrent(pairs: Float64Array, i: number, now: number): number {
     const slot = pairs[2 * i]!;
-    const data = this.data;
-    const base = slot * STRIDE;
-    if (data[base + EPOCH] !== pairs[2 * i + 1]) return Number.NaN;
-    return decayedEstimate(this.config, data[base + ESTIMATE]!, data[base + STAMP]!, now) * (data[base + IN_FLIGHT]! + 1);
+    if (this.data[slot * STRIDE + EPOCH] !== pairs[2 * i + 1]) return Number.NaN;
+    return this.load(slot, now);
   }
 
   #grow(): void {
@@ -121,13 +119,11 @@ export class EwmaTable implements EwmaState {
  * releases 10,000 trackers at once, and completions of requests still in flight land here.
  */
 export class DetachedEwma implements EwmaState {
+  readonly config: PeakEwmaConfig;
   readonly #values: number[];
 
-  constructor(
-    readonly config: PeakEwmaConfig,
-    from: EwmaState,
-    slot: number,
-  ) {
+  constructor(from: EwmaState, slot: number) {
+    this.config = from.config;
     this.#values = [from.get(slot, ESTIMATE), from.get(slot, STAMP), from.get(slot, IN_FLIGHT)];
   }
 

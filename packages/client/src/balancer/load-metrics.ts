@@ -192,7 +192,7 @@ export class PeakEwmaTracker implements LoadTracker {
     if (this.#released) return;
     this.#released = true;
     const shared = this.#table as EwmaTable;
-    this.#table = new DetachedEwma(shared.config, shared, this.#slot);
+    this.#table = new DetachedEwma(shared, this.#slot);
     shared.free(this.#slot);
     this.#slot = 0;
   }

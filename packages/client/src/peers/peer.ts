@@ -1,14 +1,14 @@
 import { schemeOf, type ServiceInstance } from '@peerlb/registry';
 import type { LoadTracker, PickablePeer } from '../balancer/index.js';
 import type { BreakerFactory, BreakerState, PeerBreaker } from '../resilience/index.js';
+import type { PeerInfo } from '../errors.js';
+import { PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
 
 /** How a service's peers get their breakers: one factory, one state listener for them all. */
 export interface PeerBreakers {
   readonly factory: BreakerFactory;
   readonly onState: (peer: Peer, state: BreakerState) => void;
 }
-import type { PeerInfo } from '../errors.js';
-import { PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
 
 /**
  * One instance of a service, kept across registry updates for as long as its id is listed (and

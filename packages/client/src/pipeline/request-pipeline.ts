@@ -173,10 +173,6 @@ class Call implements Deadline {
     ctx.budget?.deposit(now);
   }
 
-  /** The deadline passed (called by `ctx.deadlines`). */
-  expire(): void {
-    this.onDeadline();
-  }
 
   async run(): Promise<BalancedResponse> {
     try {
@@ -422,7 +418,8 @@ class Call implements Deadline {
     abandon?.(reason);
   }
 
-  private onDeadline(): void {
+  /** The deadline passed (called by `ctx.deadlines`). */
+  expire(): void {
     this.end(
       new DeadlineError({
         service: this.svc.service,
