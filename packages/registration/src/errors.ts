@@ -31,3 +31,9 @@ export class PortUnavailableError extends PeerlbError {
     this.range = where.range;
   }
 }
+
+/**
+ * The `code` in the body of the 504 an instance answers, without running its handler, to a
+ * request that arrived with no time left (`x-peerlb-timeout: 0m`, or spent before it was read).
+ */
+export const DEADLINE_EXPIRED_CODE = 'PEERLB_DEADLINE_EXPIRED';

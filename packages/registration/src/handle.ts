@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { ClosedError, type Registry } from '@peerlb/registry';
 import type { RegistrationState } from './lifecycle.js';
 import type { Registration, RegistrationEvents } from './registration.js';
+import type { Serving, ServingStats } from './serving/serving-middleware.js';
 
 type Listener<K extends keyof RegistrationEvents> = (...args: RegistrationEvents[K]) => void;
 
@@ -31,6 +32,8 @@ export interface StartedService extends ServiceHandle {
   readonly server: Server;
   /** `http://<address>:<port>` (https for an https server). */
   readonly url: string;
+  /** The serving steps' counters (e.g. `deadline.expired`: requests answered 504 with no time left). */
+  stats(): ServingStats;
 }
 
 export class RegistrationHandle implements ServiceHandle {
@@ -110,7 +113,12 @@ export class StartedHandle extends RegistrationHandle implements StartedService 
     signal: AbortSignal | undefined,
     readonly server: Server,
     readonly url: string,
+    private readonly serving: Serving,
   ) {
     super(registration, port, closeImpl, signal);
+  }
+
+  stats(): ServingStats {
+    return this.serving.stats();
   }
 }

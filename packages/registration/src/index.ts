@@ -12,11 +12,14 @@ export type {
 } from './options.js';
 export type { RegistrationEvents } from './registration.js';
 export type { RegistrationState } from './lifecycle.js';
-export { RegistrationFailedError, PortUnavailableError } from './errors.js';
+export { RegistrationFailedError, PortUnavailableError, DEADLINE_EXPIRED_CODE } from './errors.js';
 export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
 export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
 export { createServing, composeSteps } from './serving/serving-middleware.js';
-export type { Serving, ServingStep, ServingHandler, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
+export type { Serving, ServingStats, ServingStep, ServingHandler, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
 export type { ServingOptions } from './serving/serving-steps.js';
 export { LoadReporter, LOAD_REPORT_HEADER } from './serving/load-report.js';
 export type { LoadReportOptions } from './serving/load-report.js';
+export { deadlineStep } from './serving/deadline-step.js';
+export type { DeadlineOptions, DeadlineStats, DeadlineStep } from './serving/deadline-step.js';
+export { TIMEOUT_HEADER, currentDeadline, runWithDeadline, timeLeftMs, RequestDeadline } from '@peerlb/deadline';

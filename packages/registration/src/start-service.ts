@@ -93,6 +93,7 @@ export async function startService(options: StartServiceOptions): Promise<Starte
     userSignal,
     server,
     url,
+    serving,
   );
   return handle;
 }

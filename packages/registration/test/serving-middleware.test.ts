@@ -34,7 +34,7 @@ describe('serving wrapper', () => {
     const seen: string[] = [];
     const serving = createServing({}, [recordingStep('a', seen), recordingStep('b', seen)]);
     cleanups.push(() => serving.close());
-    expect(serving.steps.map((s) => s.name)).toEqual(['load-report', 'a', 'b']);
+    expect(serving.steps.map((s) => s.name)).toEqual(['load-report', 'deadline', 'a', 'b']);
     const url = await serve(serving.wrap((_req, res) => { seen.push('handler'); res.end('ok'); }));
     const reply = await httpRequest(url);
     expect(reply.body).toBe('ok');

@@ -14,6 +14,14 @@ export interface ServingStep {
   readonly name: string;
   handle(req: IncomingMessage, res: ServerResponse, next: ServingHandler): unknown;
   close?(): void;
+  /** What the step counted, reported by `Serving.stats()` under the step's name. */
+  stats?(): object;
+}
+
+/** The counters of the steps that keep some, by step name (e.g. `deadline`: `DeadlineStats`). */
+export interface ServingStats {
+  readonly deadline?: import('./deadline-step.js').DeadlineStats;
+  readonly [step: string]: object | undefined;
 }
 
 /** Express-style middleware: `app.use(serving.express)`. */
@@ -42,6 +50,8 @@ export interface Serving {
   readonly fastify: FastifyStyleHook;
   /** Releases what the steps own (e.g. an event-loop delay histogram). */
   close(): void;
+  /** Each step's counters, by step name. */
+  stats(): ServingStats;
 }
 
 /**
@@ -72,6 +82,11 @@ export function createServing(options: ServingOptions = {}, extraSteps: readonly
     },
     close: () => {
       for (const step of steps) step.close?.();
+    },
+    stats: () => {
+      const stats: Record<string, object> = {};
+      for (const step of steps) if (step.stats !== undefined) stats[step.name] = step.stats();
+      return stats;
     },
   };
 }

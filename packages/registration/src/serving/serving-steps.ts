@@ -1,4 +1,5 @@
 import { InvalidOptionsError } from '@peerlb/registry';
+import { deadlineStep, type DeadlineOptions } from './deadline-step.js';
 import { LoadReporter, loadReportStep, type LoadReportOptions } from './load-report.js';
 import type { ServingStep } from './serving-middleware.js';
 
@@ -9,6 +10,12 @@ export interface ServingOptions {
    * form). Default on; `false` turns it off.
    */
   loadReport?: boolean | LoadReportOptions;
+  /**
+   * Read the caller's remaining time (`x-peerlb-timeout`), answer 504 when none is left, and run
+   * the handler inside the request's deadline (`currentDeadline()`). Default on; `false` turns
+   * it off.
+   */
+  deadline?: boolean | DeadlineOptions;
 }
 
 /**
@@ -26,6 +33,13 @@ export function builtinSteps(options: ServingOptions): ServingStep[] {
       throw new InvalidOptionsError('serving.loadReport', 'must be true, false or an object');
     }
     steps.push(loadReportStep(new LoadReporter(load === undefined || load === true ? {} : load)));
+  }
+  const deadline = options.deadline;
+  if (deadline !== false) {
+    if (deadline !== undefined && deadline !== true && (deadline === null || typeof deadline !== 'object')) {
+      throw new InvalidOptionsError('serving.deadline', 'must be true, false or an object');
+    }
+    steps.push(deadlineStep(deadline === undefined || deadline === true ? {} : deadline));
   }
   return steps;
 }
