@@ -1,0 +1,30 @@
+import { currentDeadline } from '@peerlb/deadline';
+
+/** Default share of an inherited budget kept back for the answer's way back to our own caller. */
+export const DEFAULT_DEADLINE_ALLOWANCE_MS = 5;
+
+/** What a call takes over from the request being handled around it. */
+export interface Inherited {
+  /** The call's deadline: its own `timeoutMs`, or less when the inherited budget is shorter. */
+  readonly timeoutMs: number;
+  /** The budget came from the request being handled (and is shorter than the call's own). */
+  readonly inherited: boolean;
+  /** Aborts when the handled request is cancelled (its caller went away) or its budget runs out. */
+  readonly signal: AbortSignal | undefined;
+}
+
+/**
+ * The deadline of a call made while handling a request that has one (`@peerlb/deadline`'s context,
+ * set by the serving side): the time it has left minus `allowanceMs`, if shorter than the call's
+ * own `timeoutMs`. `timeoutMs <= 0` means no time is left: the call must fail before sending.
+ * Outside a handled request (or with `inherit` off) the call keeps its own timeout.
+ */
+export function inheritDeadline(ownTimeoutMs: number, allowanceMs: number, now: number = performance.now()): Inherited {
+  const deadline = currentDeadline();
+  if (deadline === undefined) return { timeoutMs: ownTimeoutMs, inherited: false, signal: undefined };
+  const left = deadline.expiresAt - now - allowanceMs;
+  // The request's signal is followed either way: its caller leaving ends our calls for it too.
+  const signal = deadline.signal;
+  if (left >= ownTimeoutMs) return { timeoutMs: ownTimeoutMs, inherited: false, signal };
+  return { timeoutMs: left, inherited: true, signal };
+}
