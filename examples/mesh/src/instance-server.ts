@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Client } from '@peerlb/client';
-import { CALLER_HEADER } from '@peerlb/registration';
+import { CALLER_HEADER, currentDeadline, type DeadlineStats } from '@peerlb/registration';
 import type { InstanceStats, ServiceName } from './protocol.js';
 import { HttpError, errorReply, intParam, type Reply, type Route, type RouteContext } from './services/http.js';
 
@@ -16,6 +16,8 @@ export interface InstanceIdentity {
   url(): string;
   state(): string;
   registeredAt(): number | null;
+  /** The serving side's deadline counters (`handle.stats().deadline`). */
+  deadlineStats(): DeadlineStats | null;
 }
 
 /**
@@ -27,6 +29,8 @@ export class InstanceServer {
   private failed = 0;
   private inFlight = 0;
   private slowMs = 0;
+  private slowShare = 1;
+  private stoppedByDeadline = 0;
   private healthy = true;
   private firstRequestAt: number | null = null;
   private readonly callers = new Map<string, number>();
@@ -66,6 +70,9 @@ export class InstanceServer {
       failed: this.failed,
       inFlight: this.inFlight,
       slowMs: this.slowMs,
+      slowShare: this.slowShare,
+      stoppedByDeadline: this.stoppedByDeadline,
+      deadline: this.identity.deadlineStats(),
       callers: Object.fromEntries(this.callers),
       client: this.client.stats(),
     };
@@ -79,7 +86,14 @@ export class InstanceServer {
     this.countCaller(caller ?? '(none)');
     let reply: Reply;
     try {
-      if (this.slowMs > 0) await delay(this.slowMs);
+      if (this.slowMs > 0 && (this.slowShare >= 1 || Math.random() < this.slowShare)) {
+        // The slow work stops when the request's deadline passes or its caller leaves.
+        const deadline = currentDeadline();
+        if (!(await delay(this.slowMs, deadline?.signal))) {
+          this.stoppedByDeadline++;
+          throw new HttpError(504, 'deadline passed: work stopped');
+        }
+      }
       const method = req.method ?? 'GET';
       let found: { route: Route; params: string[] } | undefined;
       let pathKnown = false;
@@ -111,7 +125,9 @@ export class InstanceServer {
       if (url.pathname === '/admin/stats' && req.method === 'GET') return { body: { ...this.stats() } };
       if (url.pathname === '/admin/slow' && req.method === 'POST') {
         this.slowMs = intParam(url, 'ms', 200, 0, MAX_SLOW_MS);
-        return { body: { slowMs: this.slowMs } };
+        // share=N: only N percent of requests are slowed (a slow tail); default all.
+        this.slowShare = intParam(url, 'share', 100, 1, 100) / 100;
+        return { body: { slowMs: this.slowMs, slowShare: this.slowShare } };
       }
       if (url.pathname === '/admin/health' && req.method === 'POST') {
         const ok = url.searchParams.get('ok');
@@ -119,7 +135,7 @@ export class InstanceServer {
         this.healthy = ok === 'true';
         return { body: { healthy: this.healthy } };
       }
-      throw new HttpError(404, 'admin endpoints: GET /admin/stats, POST /admin/slow?ms=200, POST /admin/health?ok=false');
+      throw new HttpError(404, 'admin endpoints: GET /admin/stats, POST /admin/slow?ms=200&share=100, POST /admin/health?ok=false');
     } catch (err) {
       return errorReply(err);
     }
@@ -144,8 +160,20 @@ export class InstanceServer {
   }
 }
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves true after `ms`, or false as soon as `signal` aborts. */
+function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {

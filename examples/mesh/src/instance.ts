@@ -5,7 +5,7 @@ import { createClient, p2c, peakEwma } from '@peerlb/client';
 import { startService, type StartServiceOptions, type StartedService } from '@peerlb/registration';
 import { registryFromEnv } from '@peerlb/registry';
 import { InstanceServer } from './instance-server.js';
-import { isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
+import { GATEWAY_BUDGET_MS, isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
 import { SERVICE_FACTORIES } from './services/index.js';
 
 // Gateway ports tried after the one asked for, when it is taken.
@@ -58,6 +58,7 @@ const server = new InstanceServer(
     url: () => handle?.url ?? '',
     state: () => handle?.state ?? 'starting',
     registeredAt: () => registeredAt,
+    deadlineStats: () => handle?.stats().deadline ?? null,
   },
   SERVICE_FACTORIES[config.service]({ client, userRatePerSec: config.userRatePerSec }),
   client,
@@ -71,6 +72,9 @@ const common: StartServiceOptions = {
   health: server.health,
   drainMs: config.drainMs,
   meta: { label: config.label },
+  // The gateway gives each request from outside a budget; every call made for it, at every hop,
+  // inherits what is left (x-peerlb-timeout), and backends stop work whose budget ran out.
+  ...(isGateway ? { serving: { deadline: { defaultMs: GATEWAY_BUDGET_MS } } } : {}),
   on: {
     registered: () => {
       registeredAt = Date.now();

@@ -1,4 +1,8 @@
 import type { ClientStats } from '@peerlb/client';
+import type { DeadlineStats } from '@peerlb/registration';
+
+/** The budget the gateway gives each request from outside (`x-peerlb-timeout` when none came). */
+export const GATEWAY_BUDGET_MS = 800;
 
 /** The backends of the shop, in start order (callees first, so callers find them at once). */
 export const BACKENDS = ['pricing', 'inventory', 'catalog', 'orders'] as const;
@@ -51,8 +55,13 @@ export interface InstanceStats {
   /** Of those, answered with a 5xx. */
   failed: number;
   inFlight: number;
-  /** Delay added to every request (`POST /admin/slow`). */
+  /** Delay added to requests (`POST /admin/slow`), to `slowShare` of them (1: all). */
   slowMs: number;
+  slowShare: number;
+  /** Requests whose work stopped because their deadline passed or their caller left. */
+  stoppedByDeadline: number;
+  /** The serving side's deadline counters (requests with a budget, answered expired, cancelled, late). */
+  deadline: DeadlineStats | null;
   /** Requests served per caller (the `x-peerlb-caller` header), at most 32 callers kept. */
   callers: Record<string, number>;
   /** This process's client: its view of every service it calls. */
