@@ -22,7 +22,6 @@ import { degradedScenario } from './scenarios/degraded.js';
 import { discoveryScenario } from './scenarios/discovery.js';
 import { failoverScenario } from './scenarios/failover.js';
 import { scaleScenario } from './scenarios/scale.js';
-import { tailDeadlineScenario } from './scenarios/tail-deadline.js';
 import { throughputScenarios } from './scenarios/throughput.js';
 
 const SCENARIOS: ReadonlyArray<{
@@ -37,7 +36,6 @@ const SCENARIOS: ReadonlyArray<{
   { key: 'discovery', ids: ['6'], title: 'Scenario 6: discovery', run: discoveryScenario },
   { key: 'scale', ids: ['7'], title: 'Scenario 7: scale', run: scaleScenario },
   { key: 'callers', ids: ['8'], title: 'Scenario 8: callers', run: callersScenario },
-  { key: 'tail', ids: ['15.1', '15.2', '15.3'], title: 'Scenario 15: hedging and deadlines', run: tailDeadlineScenario },
 ];
 
 async function main(): Promise<number> {
