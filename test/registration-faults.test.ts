@@ -134,4 +134,41 @@ describe('startService start-up and shutdown faults (issue 12)', () => {
     expect(logged, instance.stderr).toHaveLength(1);
     expect(logged[0]).toContain(String(instance.config.id));
   });
+
+  it('the drain ends early when nothing is in flight, but not before callers had time to see the removal (item 5)', async () => {
+    const instance = launch({ health: 'ok', drainMs: 8_000 });
+    await waitFor(() => instance.has('ready'), 15_000, 'start-up', () => instance.describe());
+    const signalledAt = Date.now();
+    instance.child.kill('SIGTERM');
+    const exit = await instance.exited;
+    const exitedAt = Date.now();
+    expect(exit, instance.describe()).toEqual({ code: 0, signal: null });
+    const deregisteredAt = instance.events('deregistered')[0]?.at;
+    expect(deregisteredAt, instance.describe()).toBeDefined();
+    // Kept serving for the propagation window (default 1 s) after the registry confirmed...
+    expect(exitedAt - deregisteredAt!).toBeGreaterThanOrEqual(950);
+    // ...and not the whole 8 s drain (generous: this machine is shared).
+    expect(exitedAt - signalledAt).toBeLessThan(6_000);
+    expect(await recordExists(String(instance.config.id))).toBe(false);
+  });
+
+  it('a request in flight keeps the drain going until it is answered, then it ends (item 5)', async () => {
+    const instance = launch({ health: 'ok', drainMs: 10_000 });
+    await waitFor(() => instance.has('ready'), 15_000, 'start-up', () => instance.describe());
+    const url = String(instance.messages.find((m) => m.type === 'ready')!['url' as keyof Message]);
+    const signalledAt = Date.now();
+    let answeredAt = 0;
+    const slow = get(`${url}/slow?delay=2500`, 15_000).then((body) => {
+      answeredAt = Date.now();
+      return body;
+    });
+    await sleep(150);
+    instance.child.kill('SIGTERM');
+    expect(await slow).toMatch(/^ok /);
+    const exit = await instance.exited;
+    const exitedAt = Date.now();
+    expect(exit, instance.describe()).toEqual({ code: 0, signal: null });
+    expect(exitedAt).toBeGreaterThanOrEqual(answeredAt);
+    expect(exitedAt - signalledAt).toBeLessThan(8_000);
+  });
 });

@@ -270,12 +270,14 @@ export class Registration {
     return this.deregistration;
   }
 
-  /** Like `deregister`, but a failure is emitted as `error` instead of thrown. */
-  async leave(): Promise<void> {
+  /** Like `deregister`, but a failure is emitted as `error` instead of thrown. True when the registry confirmed it. */
+  async leave(): Promise<boolean> {
     try {
       await this.deregister();
+      return true;
     } catch (err) {
       this.events.emit('error', asError(err));
+      return false;
     }
   }
 
