@@ -275,7 +275,7 @@ export async function startDevAgent(options: DevAgentOptions = {}): Promise<DevA
       hcl: (_host, ports) => `${portsHcl(ports)}${token ? aclHcl(token) : ''}log_level = "info"\n`,
       readyHeaders: token ? { 'X-Consul-Token': token } : {},
       // Writes need a leader; with ACLs, the leader must also have set the ACL system up.
-      ready: async (a) => hasLeader(a.url) && (!token || (await tokenWorks(a.url, token))),
+      ready: async (a) => (await hasLeader(a.url)) && (!token || (await tokenWorks(a.url, token))),
     });
     return Object.assign(agent, {
       async close() {
