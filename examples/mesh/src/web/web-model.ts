@@ -165,7 +165,7 @@ export class WebModel {
       i.history = [...h];
     }
 
-    const edges = new Map<string, EdgeFrame>();
+    const edges = new Map<string, EdgeFrame>(KNOWN_CALLS.map(([from, to]) => [`${from} ${to}`, { from, to, rps: 0 }]));
     const callers: CallerFrame[] = [];
     for (const v of snap.instances) {
       if (v.stats === undefined) continue;
@@ -283,6 +283,15 @@ export class WebModel {
 }
 
 const LEAVING = new Set(['draining', 'deregistered', 'closed']);
+// The shop's call graph (services/*.ts), so the picture has its shape before the first request;
+// calls seen in the callers' stats are added to it.
+const KNOWN_CALLS: ReadonlyArray<readonly [string, string]> = [
+  ['gateway', 'catalog'],
+  ['gateway', 'orders'],
+  ['catalog', 'pricing'],
+  ['orders', 'inventory'],
+  ['orders', 'pricing'],
+];
 
 function labelsOf(snap: MeshSnapshot): Map<string, string> {
   const labels = new Map<string, string>();
