@@ -15,6 +15,7 @@ import type {
 } from '../types.js';
 import {
   acceptInstances,
+  isValidServiceName,
   matchesFilter,
   validateCheckSpec,
   validateFilter,
@@ -123,6 +124,13 @@ export class ConsulRegistry implements Registry {
       this.#api.healthService({ service, ...this.dc() }, c),
     );
     return this.toInstances(service, reply.body, filter);
+  }
+
+  /** `GET /v1/catalog/services`: every service the catalog knows, names that are not valid here left out. */
+  async services(options: CallOptions = {}): Promise<string[]> {
+    this.assertOpen();
+    const body = await this.call(options.signal, (c) => this.#api.catalogServices(this.dc(), c));
+    return Object.keys(body).filter(isValidServiceName).sort();
   }
 
   watch(service: string, listener: WatchListener, options: WatchOptions = {}): WatchHandle {
