@@ -33,6 +33,20 @@ export class PortUnavailableError extends PeerlbError {
 }
 
 /**
+ * The health function threw or rejected (`cause` holds what it threw). The instance is reported
+ * critical until the function passes again; this error says why. Emitted as an `error` event and
+ * logged, rate-limited.
+ */
+export class HealthCheckFailedError extends PeerlbError {
+  readonly instanceId: string;
+
+  constructor(instanceId: string, message: string, options?: { cause?: unknown }) {
+    super('PEERLB_HEALTH_CHECK_FAILED', message, options);
+    this.instanceId = instanceId;
+  }
+}
+
+/**
  * The `code` in the body of the 504 an instance answers, without running its handler, to a
  * request that arrived with no time left (`x-peerlb-timeout: 0m`, or spent before it was read).
  */
