@@ -1,7 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '@peerlb/registry';
 import { RequestDeadline, runWithDeadline } from '@peerlb/deadline';
+import { CallHedger, type HedgeHost } from '../src/hedging/call-hedger.js';
 import { HedgeCredit } from '../src/hedging/hedge-credit.js';
+import { ServiceHedging } from '../src/hedging/service-hedging.js';
 import { resolveHedgeOptions } from '../src/hedging/hedge-options.js';
 import { LatencyWindow } from '../src/hedging/latency-window.js';
 import { inheritDeadline } from '../src/pipeline/inherited-deadline.js';
@@ -91,5 +94,73 @@ describe('inheritDeadline', () => {
       expect(inheritDeadline(30_000, 5, 1_298).timeoutMs).toBeLessThanOrEqual(0);
     });
     d.dispose();
+  });
+});
+
+describe('CallHedger', () => {
+  const host = (over: Partial<HedgeHost> = {}) => {
+    const launched: number[] = [];
+    const h: HedgeHost & { launched: number[]; waitingNow: boolean } = {
+      launched,
+      waitingNow: true,
+      get waiting() {
+        return this.waitingNow;
+      },
+      timeLeftMs: () => 10_000,
+      launchHedge: (now) => {
+        launched.push(now);
+        return true;
+      },
+      clock: () => performance.now(),
+      ...over,
+    };
+    return h;
+  };
+
+  it('sends up to maxExtra hedges, one per delay, while nothing has answered', async () => {
+    const h = host();
+    const svc = new ServiceHedging();
+    const hedger = new CallHedger(resolveHedgeOptions({ delayMs: 20, maxExtra: 2 })!, svc, h);
+    hedger.start(h.clock());
+    await sleep(150);
+    expect(h.launched).toHaveLength(2);
+    expect(svc.sent).toBe(2);
+    expect(h.launched[1]! - h.launched[0]!).toBeGreaterThanOrEqual(15);
+  });
+
+  it('sends nothing once the call has its answer, or without time left for the delay', async () => {
+    const answered = host();
+    const hedger = new CallHedger(resolveHedgeOptions({ delayMs: 20 })!, new ServiceHedging(), answered);
+    hedger.start(answered.clock());
+    answered.waitingNow = false;
+    const late = host({ timeLeftMs: () => 10 });
+    new CallHedger(resolveHedgeOptions({ delayMs: 20 })!, new ServiceHedging(), late).start(late.clock());
+    await sleep(80);
+    expect(answered.launched).toHaveLength(0);
+    expect(late.launched).toHaveLength(0);
+  });
+
+  it('waits for a percentile of recent call latency, and not at all before it knows one', async () => {
+    const svc = new ServiceHedging();
+    const h = host();
+    new CallHedger(resolveHedgeOptions({ delayMs: 'p95' })!, svc, h).start(h.clock());
+    await sleep(40);
+    expect(h.launched).toHaveLength(0);
+    const now = h.clock();
+    for (let i = 0; i < 100; i++) svc.latency.record(30, now);
+    const started = h.clock();
+    new CallHedger(resolveHedgeOptions({ delayMs: 'p95' })!, svc, h).start(started);
+    await sleep(120);
+    expect(h.launched).toHaveLength(1);
+    expect(h.launched[0]! - started).toBeGreaterThanOrEqual(29);
+  });
+
+  it('gives the credit back when the loop could not launch (no other peer, no budget)', async () => {
+    const svc = new ServiceHedging();
+    const h = host({ launchHedge: () => false });
+    new CallHedger(resolveHedgeOptions({ delayMs: 5 })!, svc, h).start(h.clock());
+    await sleep(40);
+    expect(svc.sent).toBe(0);
+    expect(svc.credit.credit).toBe(10);
   });
 });

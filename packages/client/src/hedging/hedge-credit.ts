@@ -36,6 +36,11 @@ export class HedgeCredit {
     return true;
   }
 
+  /** Gives back a credit taken for a hedge that was not sent after all. */
+  refund(): void {
+    this.#credit = Math.min(this.maxCredit, this.#credit + 1);
+  }
+
   /** A hedge answered first. */
   won(): void {
     this.#credit = Math.min(this.maxCredit, this.#credit + this.winRefund);
