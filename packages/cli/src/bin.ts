@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// `peerlb`: the command line. Everything is in runCli; this file only binds it to the process.
+import { runCli } from './main.js';
+
+const stop = new AbortController();
+let interrupted = false;
+const onSignal = (): void => {
+  // A second Ctrl-C does not wait for a clean end.
+  if (interrupted) process.exit(130);
+  interrupted = true;
+  stop.abort();
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// `peerlb ... | head` closes the pipe early: not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+});
+
+const code = await runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  signal: stop.signal,
+});
+process.exitCode = code;
+process.off('SIGINT', onSignal);
+process.off('SIGTERM', onSignal);
