@@ -17,12 +17,22 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
 });
 
-const code = await runCli(process.argv.slice(2), {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  env: process.env,
-  signal: stop.signal,
-});
+// The library unrefs its timers (a registry watch's, a call's deadline) so they never keep a
+// program alive; but here they are all there is while a call waits for discovery or `--watch`
+// waits for a change, and Node would end the process mid-command. This handle holds it open
+// until the command is done.
+const keepAlive = setInterval(() => {}, 60_000);
+let code: number;
+try {
+  code = await runCli(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    signal: stop.signal,
+  });
+} finally {
+  clearInterval(keepAlive);
+}
 process.exitCode = code;
 process.off('SIGINT', onSignal);
 process.off('SIGTERM', onSignal);

@@ -47,16 +47,12 @@ async function watch(args: InstancesArgs, { registry, description }: OpenedRegis
     // On a terminal the picture is redrawn in place; elsewhere each change is appended.
     io.stdout.write(tty ? `\x1b[H\x1b[2J${head}\n\n${body}\n\n(Ctrl-C to stop)\n` : `${head}\n${body}\n\n`);
   });
-  // The registry's watch keeps no handle that holds the process open (its timers are unref'd), so
-  // a watch until Ctrl-C needs one of its own; it is cleared when the watch ends.
-  const keepAlive = setInterval(() => {}, 60_000);
   try {
     await new Promise<void>((resolve) => {
       if (io.signal.aborted) resolve();
       else io.signal.addEventListener('abort', () => resolve(), { once: true });
     });
   } finally {
-    clearInterval(keepAlive);
     handle.close();
   }
   return EXIT.ok;
