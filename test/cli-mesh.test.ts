@@ -1,11 +1,14 @@
-// Issue 17: the `peerlb` command line, end to end: the built bin in a child process against a
-// running `pnpm mesh`, on the local registry and on Consul (the agent double of test/support).
+// Issue 17: the `peerlb` command line, end to end against a running `pnpm mesh` (real processes
+// and sockets), on the local registry and on Consul (the agent double of test/support). The built
+// bin runs in a child process where the process matters (exit codes, stdout vs stderr, Ctrl-C);
+// other checks run the same command in this process (`runCli`), which saves a Node start each.
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { runCli } from '@peerlb/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startConsulDouble, type ConsulDouble } from './support/consul-double.js';
 import { startMesh, type RunningMesh } from './support/mesh-process.js';
@@ -33,6 +36,19 @@ function peerlb(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The same command in this process: output captured, nothing on a terminal. */
+async function inProcess(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, {
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+    env,
+    signal: new AbortController().signal,
+  });
+  return { code, stdout, stderr };
 }
 
 function json<T>(run: Run): T {
@@ -80,7 +96,7 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
     });
 
     it('services and instances list what the mesh registered', async () => {
-      const services = await peerlb(['services', '--json'], env);
+      const services = await inProcess(['services', '--json'], env);
       expect(services.code).toBe(0);
       const listed = new Map(json<ServicesOut>(services).services.map((s) => [s.service, s.healthy]));
       for (const backend of BACKENDS) expect(listed.get(backend), backend).toBe(2);
@@ -90,16 +106,16 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
       expect(text.stdout).toMatch(/^SERVICE\s+HEALTHY\n/);
       expect(text.stdout).toMatch(/^catalog\s+2$/m);
 
-      const instances = json<InstancesOut>(await peerlb(['instances', 'catalog', '--json'], env)).instances;
+      const instances = json<InstancesOut>(await inProcess(['instances', 'catalog', '--json'], env)).instances;
       expect(instances.map((i) => i.meta.label).sort()).toEqual(['catalog#1', 'catalog#2']);
-      const table = await peerlb(['instances', 'catalog'], env);
+      const table = await inProcess(['instances', 'catalog'], env);
       expect(table.code).toBe(0);
       for (const i of instances) expect(table.stdout).toContain(`${i.id}  ${i.address}  ${i.port}`);
     });
 
     it('call goes through the balancer and says which instance answered', async () => {
-      const catalog = json<InstancesOut>(await peerlb(['instances', 'catalog', '--json'], env)).instances.map((i) => i.id);
-      const one = await peerlb(['call', 'catalog', '/products/tea-001', '--json'], env);
+      const catalog = json<InstancesOut>(await inProcess(['instances', 'catalog', '--json'], env)).instances.map((i) => i.id);
+      const one = await inProcess(['call', 'catalog', '/products/tea-001', '--json'], env);
       expect(one.code).toBe(0);
       const answer = json<CallOut>(one);
       expect(answer.status).toBe(200);
@@ -113,7 +129,7 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
       expect(JSON.parse(text.stdout).product.sku).toBe('tea-001');
       expect(text.stderr).toMatch(new RegExp(`^200 from (${catalog.join('|')}) \\(127\\.0\\.0\\.1:\\d+\\) in [\\d.]+ ms`));
 
-      const post = await peerlb(
+      const post = await inProcess(
         ['call', 'gateway', '/api/orders', '-X', 'POST', '-d', '{"sku":"tea-001","qty":1}', '-H', 'content-type: application/json', '--json'],
         env,
       );
@@ -126,8 +142,8 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
     });
 
     it('call --count reports the share per instance and latency percentiles', async () => {
-      const catalog = json<InstancesOut>(await peerlb(['instances', 'catalog', '--json'], env)).instances.map((i) => i.id);
-      const run = await peerlb(['call', 'catalog', '/products', '--count', '60', '--concurrency', '3', '--json'], env);
+      const catalog = json<InstancesOut>(await inProcess(['instances', 'catalog', '--json'], env)).instances.map((i) => i.id);
+      const run = await inProcess(['call', 'catalog', '/products', '--count', '60', '--concurrency', '3', '--json'], env);
       expect(run.code).toBe(0);
       const out = json<CountOut>(run);
       expect([out.answered, out.failed, out.byStatus['200']]).toEqual([60, 0, 60]);
@@ -138,7 +154,7 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
       expect(p50).toBeGreaterThan(0);
       expect(p50 <= p90 && p90 <= p99 && p99 <= max).toBe(true);
 
-      const text = await peerlb(['call', 'catalog', '/products', '-n', '10'], env);
+      const text = await inProcess(['call', 'catalog', '/products', '-n', '10'], env);
       expect(text.code).toBe(0);
       expect(text.stdout).toMatch(/10 of 10 request\(s\)/);
       expect(text.stdout).toMatch(/^INSTANCE\s+ADDRESS\s+REQUESTS\s+SHARE$/m);
@@ -149,10 +165,10 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
       const call = await peerlb(['call', 'nosuch', '/'], env);
       expect(call.code).toBe(4);
       expect(call.stderr).toMatch(/^peerlb: service "nosuch" has no healthy instance in (local|consul) \(/);
-      const listed = await peerlb(['instances', 'nosuch', '--json'], env);
+      const listed = await inProcess(['instances', 'nosuch', '--json'], env);
       expect(listed.code).toBe(4);
       expect(json<InstancesOut>(listed).instances).toEqual([]);
-      const asJson = await peerlb(['call', 'nosuch', '/', '--json'], env);
+      const asJson = await inProcess(['call', 'nosuch', '/', '--json'], env);
       expect(json<{ error: { code: string } }>(asJson).error.code).toBe('PEERLB_NO_INSTANCES');
     });
 
@@ -217,25 +233,28 @@ describe('peerlb errors without a mesh', () => {
     const consul = await peerlb(['services'], bareEnv({ CONSUL_HTTP_ADDR: 'http://127.0.0.1:1' }));
     expect(consul.code).toBe(3);
     expect(consul.stderr).toMatch(/^peerlb: cannot read the registry \(consul \(http:\/\/127\.0\.0\.1:1\)\): .*ECONNREFUSED/);
-    const call = await peerlb(['call', 'catalog', '/', '--json'], bareEnv({ CONSUL_HTTP_ADDR: 'http://127.0.0.1:1' }));
+    const call = await inProcess(['call', 'catalog', '/', '--json'], bareEnv({ CONSUL_HTTP_ADDR: 'http://127.0.0.1:1' }));
     expect(call.code).toBe(3);
     expect(json<{ error: { code: string } }>(call).error.code).toBe('PEERLB_REGISTRY_UNAVAILABLE');
 
     const file = join(dir, 'not-a-directory');
     await writeFile(file, 'x');
-    const local = await peerlb(['instances', 'catalog'], bareEnv({ PEERLB_REGISTRY_DIR: file }));
+    const local = await inProcess(['instances', 'catalog'], bareEnv({ PEERLB_REGISTRY_DIR: file }));
     expect(local.code).toBe(3);
     expect(local.stderr).toContain(`cannot read the registry (local (${file}))`);
   });
 
   it('a bad command line is exit 2 with the usage; --help is exit 0', async () => {
     const env = bareEnv({ PEERLB_REGISTRY_DIR: join(dir, 'registry') });
-    for (const args of [[], ['frob'], ['call', 'catalog'], ['call', 'catalog', 'no-slash'], ['call', 'catalog', '/', '-n', '0'], ['services', '--bogus']]) {
-      const run = await peerlb(args, env);
+    const bin = await peerlb(['call', 'catalog'], env);
+    expect(bin.code).toBe(2);
+    expect(bin.stderr).toMatch(/^peerlb: call: missing <path>\n\nUsage: peerlb <command>/);
+    for (const args of [[], ['frob'], ['call', 'catalog', 'no-slash'], ['call', 'catalog', '/', '-n', '0'], ['services', '--bogus']]) {
+      const run = await inProcess(args, env);
       expect(run.code, args.join(' ')).toBe(2);
       expect(run.stderr, args.join(' ')).toMatch(/^peerlb: .+\n\nUsage: peerlb <command>/);
     }
-    const help = await peerlb(['--help'], env);
+    const help = await inProcess(['--help'], env);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Exit codes:');
   });
