@@ -39,12 +39,13 @@ function peerlb(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
 }
 
 /** The same command in this process: output captured, nothing on a terminal. */
-async function inProcess(args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
+async function inProcess(args: string[], env: NodeJS.ProcessEnv, options: { tty?: boolean } = {}): Promise<Run> {
   let stdout = '';
   let stderr = '';
+  const tty = options.tty === true;
   const code = await runCli(args, {
-    stdout: { write: (text: string) => (stdout += text) },
-    stderr: { write: (text: string) => (stderr += text) },
+    stdout: { write: (text: string) => (stdout += text), isTTY: tty },
+    stderr: { write: (text: string) => (stderr += text), isTTY: tty },
     env,
     signal: new AbortController().signal,
   });
@@ -154,8 +155,10 @@ function cliAgainst(name: string, setup: () => Promise<{ mesh: RunningMesh; env:
       expect(p50).toBeGreaterThan(0);
       expect(p50 <= p90 && p90 <= p99 && p99 <= max).toBe(true);
 
-      const text = await inProcess(['call', 'catalog', '/products', '-n', '10'], env);
+      const text = await inProcess(['call', 'catalog', '/products', '-n', '10'], env, { tty: true });
       expect(text.code).toBe(0);
+      // On a terminal, a progress bar on stderr ends full.
+      expect(text.stderr).toMatch(/\r\[#{30}\] 10\/10\n$/);
       expect(text.stdout).toMatch(/10 of 10 request\(s\)/);
       expect(text.stdout).toMatch(/^INSTANCE\s+ADDRESS\s+REQUESTS\s+SHARE$/m);
       expect(text.stdout).toMatch(/latency: min .* p50 .* p90 .* p99 .* max /);
