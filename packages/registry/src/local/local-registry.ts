@@ -32,6 +32,7 @@ import {
 import { codeOf, openRegistryDirectory } from './directory.js';
 import { DirectoryWatch } from './directory-watch.js';
 import { FileProblems } from './file-problems.js';
+import { RecordCache } from './record-cache.js';
 import { resolveLocalOptions, type LocalRegistryOptions } from './options.js';
 import { readRecordFile, removeRecordFile, writeRecordFile } from './record-files.js';
 import {
@@ -93,6 +94,7 @@ export class LocalRegistry implements Registry {
   private readonly now: () => number;
   private readonly owner: RecordOwner;
   private readonly problems: FileProblems;
+  private readonly cache = new RecordCache();
   private readonly owned = new Map<string, OwnedInstance>();
   private readonly queues = new Map<string, Promise<void>>();
   private directoryWatch: DirectoryWatch | undefined;
@@ -220,7 +222,7 @@ export class LocalRegistry implements Registry {
     throwIfAborted(options.signal);
     validateServiceName(service);
     const filter = validateFilter(options.filter, 'filter');
-    const snapshot = await readSnapshot(this.dir, this.problems, this.now);
+    const snapshot = await readSnapshot(this.dir, this.problems, this.now, this.cache);
     throwIfAborted(options.signal);
     return healthyInstances(snapshot, service, filter, this.logger);
   }
@@ -234,7 +236,8 @@ export class LocalRegistry implements Registry {
       dir: this.dir,
       rescanIntervalMs: this.rescanIntervalMs,
       logger: this.logger,
-      snapshot: () => readSnapshot(this.dir, this.problems, this.now),
+      snapshot: () => readSnapshot(this.dir, this.problems, this.now, this.cache, true),
+      invalidate: () => this.cache.invalidate(),
     });
     return this.directoryWatch.add(service, filter, listener);
   }
@@ -276,6 +279,7 @@ export class LocalRegistry implements Registry {
     try {
       await writeRecordFile(this.dir, record);
     } catch (cause) {
+      if (cause instanceof InvalidOptionsError) throw cause;
       throw new RegistryUnavailableError(
         `cannot write instance ${record.instance.id} to ${this.dir}: ${codeOf(cause)}`,
         { cause },

@@ -1,3 +1,4 @@
+import { InvalidOptionsError } from '../errors.js';
 import type { CheckStatus, ServiceInstance } from '../types.js';
 import type { NormalisedCheck } from '../validate.js';
 import { parseInstance } from '../validate.js';
@@ -49,11 +50,35 @@ export interface LocalRecord {
   registeredAt: number;
 }
 
-// Caps what a file may hold, so a hostile or broken file cannot make readers allocate much.
-export const MAX_RECORD_BYTES = 1024 * 1024;
+// Caps what a file may hold, so a hostile or broken file cannot make readers allocate much or
+// block their event loop parsing it (a 1 MiB deeply nested record took up to ~500 ms per read).
+// A real record is well under 4 KiB; register() refuses one that would not fit.
+export const MAX_RECORD_BYTES = 64 * 1024;
 export const MAX_OUTPUT_CHARS = 4096;
 
 const STATUSES: readonly string[] = ['passing', 'warning', 'critical'];
+
+/**
+ * The file body of `record`, within `MAX_RECORD_BYTES`: check outputs (free text) are shortened
+ * when that is what it takes; a record too large without them (thousands of tags or meta
+ * entries) is refused, as readers would skip it.
+ */
+export function serializeRecord(record: LocalRecord): string {
+  let text = `${JSON.stringify(record)}\n`;
+  if (Buffer.byteLength(text) <= MAX_RECORD_BYTES) return text;
+  const trimmed: LocalRecord = { ...record, checks: { ...record.checks } };
+  if (trimmed.checks.ttl) trimmed.checks.ttl = { ...trimmed.checks.ttl, output: trimmed.checks.ttl.output.slice(0, 256) };
+  if (trimmed.checks.http) trimmed.checks.http = { ...trimmed.checks.http, output: trimmed.checks.http.output.slice(0, 256) };
+  text = `${JSON.stringify(trimmed)}\n`;
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_RECORD_BYTES) {
+    throw new InvalidOptionsError(
+      'instance',
+      `its registry record would take ${bytes} bytes, over the local registry's limit of ${MAX_RECORD_BYTES}: use fewer or shorter tags and meta`,
+    );
+  }
+  return text;
+}
 
 /**
  * How long a passing HTTP result stays valid without a rewrite. The owner renews it once the next
