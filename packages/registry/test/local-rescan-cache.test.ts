@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionsError } from '../src/errors.js';
-import type { Resolution } from '../src/types.js';
+import type { WatchUpdate } from '../src/types.js';
 import { inst, localHarness, recordingLogger, waitFor } from './fixtures/local-helpers.js';
 
 const h = localHarness();
@@ -29,7 +29,7 @@ async function publish(dir: string, id: string, port: number): Promise<void> {
   await rename(temp, join(dir, `${id}.json`));
 }
 
-function ports(update: Resolution | undefined): number[] {
+function ports(update: WatchUpdate | undefined): number[] {
   return update?.ok ? update.instances.map((i) => i.port).sort((a, b) => a - b) : [];
 }
 
@@ -38,7 +38,7 @@ describe('local registry rescans (issue 12 item 2)', () => {
     const dir = await h.tempDir();
     for (let i = 1; i <= 50; i++) await publish(dir, `orders-${i}`, 10_000 + i);
     const registry = h.open({ dir, rescanIntervalMs: 50, logger: recordingLogger() });
-    let last: Resolution | undefined;
+    let last: WatchUpdate | undefined;
     const watch = registry.watch('orders', (u) => (last = u));
     h.defer(() => watch.close());
     await waitFor(() => ports(last).length === 50, 5_000, 'the first delivery');
