@@ -168,21 +168,37 @@ export function isHealthy(record: LocalRecord, now: number): boolean {
   return checks.length > 0 && checks.every((c) => effectiveStatus(c, now) === 'passing');
 }
 
-/** Since when the instance has had a critical check, or undefined when none is critical now. */
-export function criticalSince(record: LocalRecord, now: number): number | undefined {
+/**
+ * Healthy but for lapsed leases: every check passed when last written, and one ran out. Its owner
+ * died, hung, or could not write (see write-probe.ts).
+ */
+export function lapsedWhilePassing(record: LocalRecord, now: number): boolean {
+  const checks = checksOf(record);
+  return (
+    checks.length > 0 &&
+    checks.every((c) => c.status === 'passing') &&
+    checks.some((c) => c.expiresAt !== null && now >= c.expiresAt)
+  );
+}
+
+/**
+ * Since when the instance has had a critical check, or undefined when none is critical now.
+ * `countLapses: false` counts only a critical status its owner wrote, not a lease that ran out.
+ */
+export function criticalSince(record: LocalRecord, now: number, countLapses = true): number | undefined {
   let since: number | undefined;
   for (const c of checksOf(record)) {
     let start: number | undefined;
     if (c.status === 'critical') start = c.since;
-    else if (c.expiresAt !== null && now >= c.expiresAt) start = c.expiresAt;
+    else if (countLapses && c.expiresAt !== null && now >= c.expiresAt) start = c.expiresAt;
     if (start !== undefined && (since === undefined || start < since)) since = start;
   }
   return since;
 }
 
-export function shouldReap(record: LocalRecord, now: number): boolean {
+export function shouldReap(record: LocalRecord, now: number, countLapses = true): boolean {
   if (record.deregisterCriticalAfterMs === undefined) return false;
-  const since = criticalSince(record, now);
+  const since = criticalSince(record, now, countLapses);
   return since !== undefined && now - since >= record.deregisterCriticalAfterMs;
 }
 

@@ -1,10 +1,12 @@
+import { hostname } from 'node:os';
 import type { InstanceFilter, RegistryLogger, ServiceInstance } from '../types.js';
 import { acceptInstances } from '../validate.js';
 import { openRegistryDirectory, type DirectoryState } from './directory.js';
 import type { FileProblems } from './file-problems.js';
 import type { RecordCache } from './record-cache.js';
 import { removeRecordFile } from './record-files.js';
-import { isHealthy, recordFileName, shouldReap, type LocalRecord } from './record.js';
+import { isHealthy, lapsedWhilePassing, recordFileName, shouldReap, type LocalRecord } from './record.js';
+import { ownerAlive, type WriteProbe } from './write-probe.js';
 
 /** Every valid record in the directory at one instant, after reaping. */
 export interface Snapshot {
@@ -17,19 +19,30 @@ export interface Snapshot {
  * One full read of the registry. A missing directory is made again (an empty registry, as after a
  * restart), so watchers survive a wipe. Any reader removes instances that have been critical for
  * longer than their `deregisterCriticalAfterMs`: the registrant may be dead, and there is no
- * server to do it.
+ * server to do it. Throws `RegistryUnavailableError` ("registry degraded") when live instances'
+ * leases lapsed because the directory cannot be written (write-probe.ts).
  */
 export async function readSnapshot(
   dir: string,
   problems: FileProblems,
   now: () => number,
   cache: RecordCache,
+  probe: WriteProbe,
   reuseListing = false,
 ): Promise<Snapshot> {
   const state = await openRegistryDirectory(dir, true);
   if (state === undefined) throw new Error('unreachable: directory not created');
   const outcomes = await cache.outcomes(dir, state, reuseListing);
   const at = now();
+  const host = hostname();
+  const lapsedAlive: LocalRecord[] = [];
+  for (const [, outcome] of outcomes) {
+    if (outcome.kind === 'record' && lapsedWhilePassing(outcome.record, at) && ownerAlive(outcome.record.owner, host)) {
+      lapsedAlive.push(outcome.record);
+    }
+  }
+  // Before any reaping: a registry that cannot be written must not read as dead instances.
+  await probe.assertWritable(lapsedAlive, at);
   const records: LocalRecord[] = [];
   const bad = new Set<string>();
   for (const [name, outcome] of outcomes) {
