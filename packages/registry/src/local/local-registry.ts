@@ -236,7 +236,7 @@ export class LocalRegistry implements Registry {
   async services(options: CallOptions = {}): Promise<string[]> {
     this.assertOpen();
     throwIfAborted(options.signal);
-    const snapshot = await readSnapshot(this.dir, this.problems, this.now);
+    const snapshot = await readSnapshot(this.dir, this.problems, this.now, this.cache, this.probe);
     throwIfAborted(options.signal);
     return [...new Set(snapshot.records.map((r) => r.instance.service))].sort();
   }
