@@ -1,5 +1,6 @@
 // Issue 17: the `peerlb` command line, end to end against a running `pnpm mesh` (real processes
-// and sockets), on the local registry and on Consul (the agent double of test/support). The built
+// and sockets), on the local registry, on the Consul agent double of test/support, and on a real
+// Consul agent (1.8.7, fetched by scripts/consul.sh). The built
 // bin runs in a child process where the process matters (exit codes, stdout vs stderr, Ctrl-C);
 // other checks run the same command in this process (`runCli`), which saves a Node start each.
 import { execFile, spawn } from 'node:child_process';
@@ -10,6 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { runCli } from '@peerlb/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDevAgent } from './support/consul-agent.js';
 import { startConsulDouble, type ConsulDouble } from './support/consul-double.js';
 import { startMesh, type RunningMesh } from './support/mesh-process.js';
 
@@ -220,6 +222,18 @@ cliAgainst('Consul (agent double)', async () => {
   const env = bareEnv({ CONSUL_HTTP_ADDR: double.url });
   const mesh = await startMesh({ instances: 2, web: false, env });
   return { mesh, env, cleanup: () => double.close() };
+});
+
+cliAgainst('Consul (real agent)', async () => {
+  const agent = await startDevAgent();
+  const env = bareEnv({ CONSUL_HTTP_ADDR: agent.url });
+  try {
+    const mesh = await startMesh({ instances: 2, web: false, env });
+    return { mesh, env, cleanup: () => agent.close() };
+  } catch (err) {
+    await agent.close();
+    throw err;
+  }
 });
 
 describe('peerlb errors without a mesh', () => {
