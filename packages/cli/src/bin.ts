@@ -17,10 +17,9 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   if (err.code === 'EPIPE') process.exit(0);
 });
 
-// The library unrefs its timers (a registry watch's, a call's deadline) so they never keep a
-// program alive; but here they are all there is while a call waits for discovery or `--watch`
-// waits for a change, and Node would end the process mid-command. This handle holds it open
-// until the command is done.
+// The library unrefs its timers and file watchers so they never keep a program alive; but while
+// `--watch` waits for a change they are all there is, and Node would end the process mid-command.
+// This handle holds it open until the command is done.
 const keepAlive = setInterval(() => {}, 60_000);
 let code: number;
 try {
