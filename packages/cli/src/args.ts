@@ -25,7 +25,7 @@ Registry: Consul when CONSUL_HTTP_ADDR is set (CONSUL_HTTP_TOKEN, CONSUL_CACERT,
 library reads them), else the local registry in PEERLB_REGISTRY_DIR or the per-user default.
 
 Exit codes: 0 ok; 1 the service answered with a status >= 400; 2 bad command line;
-3 registry unreachable; 4 no healthy instance; 5 a request got no answer.
+3 registry unreachable; 4 no healthy instance; 5 a request got no answer; 130 interrupted.
 `;
 
 export interface CommonArgs {

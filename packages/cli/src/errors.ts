@@ -15,6 +15,8 @@ export const EXIT = {
   noInstances: 4,
   /** A request got no answer (deadline, connection failures on every peer tried, rate limit). */
   requestFailed: 5,
+  /** Ctrl-C before the command was done (the shell's convention: 128 + SIGINT). */
+  interrupted: 130,
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];

@@ -2,7 +2,7 @@ import { USAGE, parseCliArgs, type CliArgs } from './args.js';
 import { callCommand } from './commands/call.js';
 import { instancesCommand } from './commands/instances.js';
 import { servicesCommand } from './commands/services.js';
-import { EXIT, UsageError, toCliError } from './errors.js';
+import { CliError, EXIT, UsageError, toCliError } from './errors.js';
 import { openRegistryFromEnv, type CliIo } from './io.js';
 
 /**
@@ -39,6 +39,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await callCommand(args, opened, io);
     }
   } catch (err) {
+    if (io.signal.aborted) {
+      return report(new CliError('PEERLB_CLI_INTERRUPTED', 'interrupted', EXIT.interrupted), args.json, io);
+    }
     const service = args.command === 'services' ? undefined : args.service;
     return report(toCliError(err, { ...(service ? { service } : {}), registry: opened.description }), args.json, io);
   } finally {
