@@ -29,10 +29,11 @@ import { resolveDiscoveryOptions, type DiscoveryOptions } from './discovery/inde
 import { BalancedDispatcher, type BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
 import { ClientEvents, type ClientEventMap, type ClientEventName } from './events.js';
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
-import { DeadlineQueue } from './pipeline/deadlines.js';
-import { balancedCall, type BalancedResponse, type PipelineContext } from './pipeline/request-pipeline.js';
-import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
-import { validateLimit } from './pipeline/body-limits.js';
+import type { CallContext, HeaderStep } from './call/call-loop.js';
+import { DeadlineQueue } from './call/deadlines.js';
+import { validateCaller, type RequestOptions } from './call/request-options.js';
+import { validateLimit } from './call/body-limits.js';
+import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
@@ -64,6 +65,12 @@ export interface ClientOptions {
   rateLimit?: CallerRateLimitOptions | false;
   /** Default deadline of a call, response body included (default 30 000 ms). */
   timeoutMs?: number;
+  /**
+   * Longest one attempt waits for its response headers (default: no limit but the call's
+   * deadline). A peer that exceeds it counts as failed (breaker, outlier ejection) and an
+   * idempotent call is retried on another peer: a hung peer costs one attempt, not the call.
+   */
+  attemptTimeoutMs?: number;
   /** Largest request body a call may send, in bytes (default: no limit). See `BodyTooLargeError`. */
   maxRequestBodyBytes?: number;
   /** Largest response body a call accepts, in bytes (default: no limit). See `BodyTooLargeError`. */
@@ -138,12 +145,14 @@ function optionalObject(value: unknown, field: string): void {
   }
 }
 
-class BalancingClient implements Client, PipelineContext {
+class BalancingClient implements Client, CallContext {
   readonly limiter: CallerRateLimiter | undefined;
   readonly budget: RetryBudget | undefined;
   readonly maxAttempts: number;
   readonly maxRetryAfterMs: number;
   readonly timeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly headerSteps: readonly HeaderStep[] = [];
   readonly maxRequestBodyBytes: number;
   readonly maxResponseBodyBytes: number;
   readonly defaultCaller: string | undefined;
@@ -198,6 +207,8 @@ class BalancingClient implements Client, PipelineContext {
       this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
     }
     this.timeoutMs = validateDurationMs(options.timeoutMs ?? 30_000, 'timeoutMs');
+    this.attemptTimeoutMs =
+      options.attemptTimeoutMs === undefined ? Infinity : validateDurationMs(options.attemptTimeoutMs, 'attemptTimeoutMs');
     this.maxRequestBodyBytes = validateLimit(options.maxRequestBodyBytes, 'maxRequestBodyBytes', 0);
     this.maxResponseBodyBytes = validateLimit(options.maxResponseBodyBytes, 'maxResponseBodyBytes', 0);
     this.defaultCaller = options.caller === undefined ? undefined : validateCaller(options.caller, 'caller');
@@ -247,7 +258,7 @@ class BalancingClient implements Client, PipelineContext {
 
   request(options: RequestOptions): Promise<BalancedResponse> {
     if (this.closing) return Promise.reject(new ClosedError('client'));
-    return balancedCall(this, options);
+    return requestCall(this, options);
   }
 
   dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher {
@@ -286,6 +297,8 @@ class BalancingClient implements Client, PipelineContext {
   private async shutdown(): Promise<void> {
     const closing = [...this.services.values()].map((svc) => svc.close());
     this.serviceContext.breakers?.close();
+    // Calls still in flight keep their deadlines; timers that serve none go now.
+    this.deadlines.close();
     await Promise.all(closing);
     this.events.removeAll();
     if (this.closeRegistry) await this.registry.close();

@@ -104,3 +104,24 @@ export class BodyTooLargeError extends PeerlbError {
     this.peer = details.peer;
   }
 }
+
+/**
+ * A peer gave no response headers in time: within `attemptTimeoutMs`, or before the call's
+ * deadline passed. It is the peer's failure (breaker, outlier detection: a hung peer is ejected
+ * like a dead one); after a per-attempt timeout, an idempotent call is retried on another peer.
+ */
+export class AttemptTimeoutError extends PeerlbError {
+  readonly service: string;
+  readonly peer: PeerInfo;
+  readonly timeoutMs: number;
+
+  constructor(details: { service: string; peer: PeerInfo; timeoutMs: number }) {
+    super(
+      'PEERLB_ATTEMPT_TIMEOUT',
+      `peer ${details.peer.id} of "${details.service}" gave no response headers within ${Math.round(details.timeoutMs)} ms`,
+    );
+    this.service = details.service;
+    this.peer = details.peer;
+    this.timeoutMs = details.timeoutMs;
+  }
+}

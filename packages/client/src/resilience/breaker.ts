@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { ClosedError, InvalidOptionsError, PeerlbError, silentLogger, type RegistryLogger } from '@peerlb/registry';
 import { numberOption, optionsObject } from '../balancer/option-checks.js';
-import { classifyFailure } from './retry.js';
+import { classifyFailure } from './failure-class.js';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
 
