@@ -2,7 +2,6 @@ import {
   ClosedError,
   consoleLogger,
   InvalidOptionsError,
-  validateDurationMs,
   validateServiceName,
   type Registry,
   type RegistryLogger,
@@ -32,7 +31,7 @@ import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
 import type { CallContext, HeaderStep } from './call/call-loop.js';
 import { DeadlineQueue } from './call/deadlines.js';
 import { validateCaller, type RequestOptions } from './call/request-options.js';
-import { validateLimit } from './call/body-limits.js';
+import { durationOption, limitOption } from './options.js';
 import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
@@ -201,16 +200,15 @@ class BalancingClient implements Client, CallContext {
     this.maxAttempts = maxAttempts;
     optionalObject(retry.budget, 'retry.budget');
     this.budget = retry.budget === false ? undefined : new RetryBudget(retry.budget, 'retry.budget');
-    this.maxRetryAfterMs = validateDurationMs(retry.maxRetryAfterMs ?? 30_000, 'retry.maxRetryAfterMs');
+    this.maxRetryAfterMs = durationOption('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 30_000);
 
     if (options.rateLimit !== undefined && options.rateLimit !== false) {
       this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
     }
-    this.timeoutMs = validateDurationMs(options.timeoutMs ?? 30_000, 'timeoutMs');
-    this.attemptTimeoutMs =
-      options.attemptTimeoutMs === undefined ? Infinity : validateDurationMs(options.attemptTimeoutMs, 'attemptTimeoutMs');
-    this.maxRequestBodyBytes = validateLimit(options.maxRequestBodyBytes, 'maxRequestBodyBytes', 0);
-    this.maxResponseBodyBytes = validateLimit(options.maxResponseBodyBytes, 'maxResponseBodyBytes', 0);
+    this.timeoutMs = durationOption('timeoutMs', options.timeoutMs, 30_000);
+    this.attemptTimeoutMs = durationOption('attemptTimeoutMs', options.attemptTimeoutMs, Infinity);
+    this.maxRequestBodyBytes = limitOption('maxRequestBodyBytes', options.maxRequestBodyBytes, 0);
+    this.maxResponseBodyBytes = limitOption('maxResponseBodyBytes', options.maxResponseBodyBytes, 0);
     this.defaultCaller = options.caller === undefined ? undefined : validateCaller(options.caller, 'caller');
     this.random = optionalFunction(options.random, 'random', Math.random);
     this.clock = optionalFunction(options.clock, 'clock', () => performance.now());
@@ -231,8 +229,8 @@ class BalancingClient implements Client, CallContext {
       panicThreshold,
       transportFactory: optionalFunction(options.transportFactory, 'transportFactory', undiciPoolFactory),
       poolOptions: resolvePoolOptions(options.pool, 'pool'),
-      retireGraceMs: validateDurationMs(options.retireGraceMs ?? 10_000, 'retireGraceMs'),
-      maxConcurrentPerPeer: validateLimit(options.maxConcurrentPerPeer, 'maxConcurrentPerPeer', 1),
+      retireGraceMs: durationOption('retireGraceMs', options.retireGraceMs, 10_000),
+      maxConcurrentPerPeer: limitOption('maxConcurrentPerPeer', options.maxConcurrentPerPeer, 1),
       discovery: resolveDiscoveryOptions(options.discovery, 'discovery'),
       events: this.events,
       logger,

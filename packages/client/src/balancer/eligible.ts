@@ -1,4 +1,4 @@
-import { numberOption } from './option-checks.js';
+import { numberOption } from '../options.js';
 
 export interface EligibleOptions {
   /**

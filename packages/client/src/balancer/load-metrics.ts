@@ -1,5 +1,5 @@
 import { InvalidOptionsError } from '@peerlb/registry';
-import { numberOption, optionsObject } from './option-checks.js';
+import { numberOption, optionsObject } from '../options.js';
 import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState } from './ewma-table.js';
 import type { LoadMetric, LoadTracker, Outcome } from './types.js';
 

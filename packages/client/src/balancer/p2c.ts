@@ -1,6 +1,6 @@
 import type { EwmaTable } from './ewma-table.js';
 import { PeakEwmaMetric, PeakEwmaTracker, peakEwma, validateLoadMetric } from './load-metrics.js';
-import { optionsObject } from './option-checks.js';
+import { optionsObject } from '../options.js';
 import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
 import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';

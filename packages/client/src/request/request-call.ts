@@ -1,7 +1,8 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { AbortedError, InvalidOptionsError, validateDurationMs } from '@peerlb/registry';
+import { AbortedError, InvalidOptionsError } from '@peerlb/registry';
+import { durationOption } from '../options.js';
 import { RateLimitedError } from '../resilience/index.js';
 import { BodyTooLargeError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
@@ -41,8 +42,7 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     const path = validatePath(options.path);
     const method = validateMethod(options.method);
     const prepared = prepareHeaders(options.headers, options.caller, ctx.defaultCaller);
-    const timeoutMs =
-      options.timeoutMs === undefined ? ctx.timeoutMs : validateDurationMs(options.timeoutMs, 'timeoutMs');
+    const timeoutMs = durationOption('timeoutMs', options.timeoutMs, ctx.timeoutMs);
     const signal = options.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       throw new InvalidOptionsError('signal', 'must be an AbortSignal');

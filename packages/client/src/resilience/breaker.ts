@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { ClosedError, InvalidOptionsError, PeerlbError, silentLogger, type RegistryLogger } from '@peerlb/registry';
-import { numberOption, optionsObject } from '../balancer/option-checks.js';
+import { durationOption, numberOption, optionsObject } from '../options.js';
 import { classifyFailure } from './failure-class.js';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
@@ -175,11 +175,8 @@ export class BreakerFactory {
     const o = optionsObject(field, options);
     const timeout = o.timeoutMs === undefined || o.timeoutMs === false
       ? false
-      : numberOption(`${field}.timeoutMs`, o.timeoutMs, 0, { min: 0, exclusiveMin: true });
-    const rollingCountTimeout = numberOption(`${field}.rollingCountTimeoutMs`, o.rollingCountTimeoutMs, 10_000, {
-      min: 0,
-      exclusiveMin: true,
-    });
+      : durationOption(`${field}.timeoutMs`, o.timeoutMs, 0);
+    const rollingCountTimeout = durationOption(`${field}.rollingCountTimeoutMs`, o.rollingCountTimeoutMs, 10_000);
     const rollingCountBuckets = numberOption(`${field}.rollingCountBuckets`, o.rollingCountBuckets, 10, {
       min: 1,
       integer: true,
@@ -200,7 +197,7 @@ export class BreakerFactory {
         max: 100,
       }),
       volumeThreshold: numberOption(`${field}.volumeThreshold`, o.volumeThreshold, 10, { min: 0, integer: true }),
-      resetTimeout: numberOption(`${field}.resetTimeoutMs`, o.resetTimeoutMs, 10_000, { min: 0, exclusiveMin: true }),
+      resetTimeout: durationOption(`${field}.resetTimeoutMs`, o.resetTimeoutMs, 10_000),
       rollingCountTimeout,
       rollingCountBuckets,
       timeout,

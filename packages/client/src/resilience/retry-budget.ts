@@ -1,4 +1,4 @@
-import { numberOption, optionsObject } from '../balancer/option-checks.js';
+import { durationOption, numberOption, optionsObject } from '../options.js';
 
 export interface RetryBudgetOptions {
   /** Retries allowed per request seen in the window. Default 0.2 (one retry per five requests). */
@@ -34,7 +34,7 @@ export class RetryBudget {
     const o = optionsObject(field, options);
     this.#ratio = numberOption(`${field}.ratio`, o.ratio, 0.2, { min: 0, max: 1000 });
     const minPerSec = numberOption(`${field}.minPerSec`, o.minPerSec, 10, { min: 0 });
-    const windowMs = numberOption(`${field}.windowMs`, o.windowMs, 10_000, { min: SLOTS });
+    const windowMs = durationOption(`${field}.windowMs`, o.windowMs, 10_000, { min: SLOTS });
     this.#slotMs = windowMs / SLOTS;
     this.#reserve = (minPerSec * windowMs) / 1000;
   }
