@@ -31,6 +31,7 @@ export type { PeerTlsOptions, PoolOptions, ResolvedPoolOptions, TransportFactory
 export type {
   Balancer,
   LoadMetric,
+  LoadReader,
   LoadTracker,
   Outcome,
   PickablePeer,

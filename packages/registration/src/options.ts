@@ -15,14 +15,10 @@ import {
   type ServiceInstance,
 } from '@peerlb/registry';
 import type { PortChoice } from './port.js';
-import type { RegistrationEvents } from './registration.js';
+import type { RegistrationEvents } from './events.js';
+import type { HealthFunction } from './health.js';
 
-/**
- * The instance's own verdict on its health. Healthy unless it returns `false`, throws, rejects, or
- * takes longer than `healthTimeoutMs`, so both `() => db.isUp()` and `async () => { await db.ping() }`
- * work.
- */
-export type HealthFunction = () => boolean | void | Promise<boolean | void>;
+export type { HealthFunction } from './health.js';
 
 /** HTTP check polled by the registry. `true` takes every default. */
 export interface HttpCheckOptions {
