@@ -28,7 +28,7 @@ import { resolveDiscoveryOptions, type DiscoveryOptions } from './discovery/inde
 import { BalancedDispatcher, type BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
 import { ClientEvents, type ClientEventMap, type ClientEventName } from './events.js';
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
-import type { CallContext, HeaderStep } from './call/call-loop.js';
+import type { CallContext, HeaderStep } from './call/context.js';
 import { DeadlineQueue } from './call/deadlines.js';
 import { validateCaller, type RequestOptions } from './call/request-options.js';
 import { durationOption, limitOption } from './options.js';

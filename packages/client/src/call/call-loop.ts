@@ -23,69 +23,17 @@
  *   caller's own signal), how an answer is handed over (`deliver`), how a call fails (`failed`).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { AbortedError, ClosedError, InvalidOptionsError } from '@peerlb/registry';
-import {
-  classifyFailure,
-  retryAfterMs,
-  shouldRetry,
-  type CallerRateLimiter,
-  type FailureClass,
-  type RetryBudget,
-} from '../resilience/index.js';
-import { AttemptTimeoutError, DeadlineError, NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
-import type { ClientEvents } from '../events.js';
+import { AbortedError, ClosedError } from '@peerlb/registry';
+import { classifyFailure, retryAfterMs, shouldRetry, type FailureClass } from '../resilience/index.js';
+import { AttemptTimeoutError, DeadlineError, type UpstreamError } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import { Attempt, type AttemptOwner } from './attempt.js';
+import type { CallContext, CallSpec, OutgoingCall } from './context.js';
 import type { Deadline, DeadlineQueue } from './deadlines.js';
+import { deadlineError, localError, noAnswerError, upstreamError } from './call-errors.js';
 import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
 import { noPeersError, pickPeer, type PickState } from './pick.js';
-
-/** What a header step sees of the call, for each attempt. */
-export interface OutgoingCall {
-  readonly service: string;
-  /** 1-based attempt number. */
-  readonly attempt: number;
-  /** Time left before the call's deadline (Infinity when it has none). */
-  readonly timeLeftMs: number;
-}
-
-/** Adds outgoing headers to every attempt (deadline propagation, tracing): `set(name, value)`. */
-export type HeaderStep = (call: OutgoingCall, set: (name: string, value: string) => void) => void;
-
-/** What the call loop needs from the client. */
-export interface CallContext {
-  service(name: string): ServicePeers;
-  readonly limiter: CallerRateLimiter | undefined;
-  /** Extra load allowed beyond callers' requests: retries (and hedges) draw on it. */
-  readonly budget: RetryBudget | undefined;
-  readonly maxAttempts: number;
-  /** Longest a Retry-After keeps a peer aside. */
-  readonly maxRetryAfterMs: number;
-  readonly timeoutMs: number;
-  /** Longest an attempt waits for its response headers (Infinity: only the call's deadline). */
-  readonly attemptTimeoutMs: number;
-  readonly maxRequestBodyBytes: number;
-  readonly maxResponseBodyBytes: number;
-  readonly defaultCaller: string | undefined;
-  readonly random: () => number;
-  readonly clock: () => number;
-  readonly events: ClientEvents;
-  /** Where deadlines wait (one timer per timeout value, not one per call). */
-  readonly deadlines: DeadlineQueue;
-  readonly headerSteps: readonly HeaderStep[];
-}
-
-/** What a door tells the loop about one call. */
-export interface CallSpec {
-  readonly method: string;
-  readonly idempotent: boolean | undefined;
-  /** The body can be sent again (not a stream). */
-  readonly replayable: boolean;
-  readonly key: string | undefined;
-  /** The call's deadline; Infinity: none here (the dispatcher's is the caller's signal). */
-  readonly timeoutMs: number;
-}
 
 /** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
 export function isTimeoutReason(reason: unknown): boolean {
@@ -217,7 +165,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     if (this.ended) return;
     // Another attempt still in flight (a hedge) may yet answer.
     for (const other of this.attempts) if (!other.settled) return;
-    if (failure.phase === 'local') return this.endWith(this.localError(attempt, error));
+    if (failure.phase === 'local') return this.endWith(localError(this.svc, attempt, error));
     const now = this.ctx.clock();
     const spec = this.spec;
     const decision = shouldRetry({
@@ -290,7 +238,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     }
     if (this.ended) return;
     if (this.discovery !== undefined && reason instanceof DeadlineError) {
-      return this.endWith(this.noAnswer(this.spec.timeoutMs, reason));
+      return this.endWith(noAnswerError(this.svc, this.spec.timeoutMs, reason));
     }
     this.endWith(reason);
   }
@@ -339,19 +287,9 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
         clearTimeout(timer);
         this.discovery = undefined;
         if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
-        this.endWith(this.noAnswer(waitMs, err));
+        this.endWith(noAnswerError(this.svc, waitMs, err));
       },
     );
-  }
-
-  private noAnswer(waitMs: number, cause: unknown): NoPeersError {
-    const service = this.svc.service;
-    return new NoPeersError(`no answer from the registry for "${service}" within ${waitMs} ms`, {
-      service,
-      peersTried: [],
-      reason: 'no-answer',
-      cause: this.svc.watch.error ?? cause,
-    });
   }
 
   private announceRetry(attempt: Attempt, error: unknown, statusCode: number | undefined): void {
@@ -361,39 +299,11 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     events.emit('retry', statusCode === undefined ? base : { ...base, statusCode });
   }
 
-  /** Our own abort, or an argument the transport refused: never retried, never the peer's fault. */
-  private localError(attempt: Attempt, error: unknown): unknown {
-    const code = (error as { code?: unknown } | null)?.code;
-    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
-      // The peer's pool refused the request's arguments: it needs a fresh pool.
-      this.svc.refused(attempt.peer, error);
-      return new InvalidOptionsError('request', (error as Error).message, { cause: error });
-    }
-    if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH') {
-      return new InvalidOptionsError('headers.content-length', 'does not match the body', { cause: error });
-    }
-    return error;
-  }
-
   private deadlineError(): DeadlineError {
-    return new DeadlineError({
-      service: this.svc.service,
-      timeoutMs: this.spec.timeoutMs,
-      peersTried: this.peersTried(),
-      cause: this.lastError,
-    });
+    return deadlineError(this.svc, this.spec.timeoutMs, this.attempts, this.lastError);
   }
 
-  private upstream(error: unknown, reason: UpstreamError['reason']): UpstreamError {
-    const tried = this.peersTried();
-    const last = tried[tried.length - 1];
-    const message = `request to "${this.svc.service}" failed after ${tried.length} attempt(s)${
-      last ? ` (last peer ${last.id})` : ''
-    }: ${(error as Error)?.message ?? String(error)}`;
-    return new UpstreamError(message, { service: this.svc.service, peersTried: tried, cause: error, reason });
-  }
-
-  private peersTried(): PeerInfo[] {
-    return this.attempts.map((attempt) => attempt.peer.info);
+  private upstream(error: unknown, reason: Parameters<typeof upstreamError>[2]): UpstreamError {
+    return upstreamError(this.svc, this.attempts, reason, error);
   }
 }

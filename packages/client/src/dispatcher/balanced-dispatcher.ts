@@ -2,7 +2,7 @@ import { Dispatcher } from 'undici';
 import { ClosedError, InvalidOptionsError, isValidServiceName } from '@peerlb/registry';
 import { RateLimitedError } from '../resilience/index.js';
 import { checkRequestBody } from '../call/body-limits.js';
-import type { CallContext } from '../call/call-loop.js';
+import type { CallContext } from '../call/context.js';
 import { CALLER_HEADER, isReplayableBody, validateCaller, type RequestBody } from '../call/request-options.js';
 import { DispatchCall } from './dispatch-call.js';
 import { callerOf, replayableHeaders, withHeader } from './dispatch-headers.js';

@@ -6,7 +6,8 @@ import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import { Attempt } from '../call/attempt.js';
 import { declaresTooLarge } from '../call/body-limits.js';
-import { CallLoop, isTimeoutReason, type CallContext, type CallSpec } from '../call/call-loop.js';
+import { CallLoop, isTimeoutReason } from '../call/call-loop.js';
+import type { CallContext, CallSpec } from '../call/context.js';
 import { bodyOutcome, statusOutcome, type AttemptOutcome } from '../call/outcome.js';
 import { withHeader } from './dispatch-headers.js';
 

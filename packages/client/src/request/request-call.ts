@@ -9,7 +9,8 @@ import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import { Attempt } from '../call/attempt.js';
 import { checkRequestBody, declaresTooLarge, limitResponseBody } from '../call/body-limits.js';
-import { CallLoop, isTimeoutReason, type CallContext, type CallSpec } from '../call/call-loop.js';
+import { CallLoop, isTimeoutReason } from '../call/call-loop.js';
+import type { CallContext, CallSpec } from '../call/context.js';
 import { bodyOutcome, errorOutcome, statusOutcome } from '../call/outcome.js';
 import {
   isReplayableBody,
