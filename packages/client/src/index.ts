@@ -50,8 +50,8 @@ export { consistentHash } from './balancer/consistent-hash.js';
 export type { ConsistentHashOptions } from './balancer/consistent-hash.js';
 export { seededRandom } from './balancer/random.js';
 export { DEFAULT_HEALTHY_PANIC_THRESHOLD } from './balancer/eligible.js';
-export { RateLimitedError } from './resilience/rate-limiter.js';
-export { BreakerOpenError } from './resilience/breaker.js';
+export { RateLimitedError, BreakerOpenError } from './errors.js';
+
 export type { BreakerOptions, BreakerState } from './resilience/breaker.js';
 export type { OutlierDetectionOptions, OutlierEvent } from './resilience/outlier-detector.js';
 export type { RetryBudgetOptions } from './resilience/retry-budget.js';

@@ -7,8 +7,8 @@ export type { RetryDecision, RetryQuestion, RetryRefusal } from './retry-decisio
 export { parseRetryAfter, retryAfterMs } from './retry-after.js';
 export { RetryBudget } from './retry-budget.js';
 export type { RetryBudgetOptions } from './retry-budget.js';
-export { RateLimitedError } from './rate-limiter.js';
+export { BreakerOpenError, RateLimitedError } from '../errors.js';
 export { CallerRateLimiter } from '@peerlb/rate-limit';
 export type { CallerRateLimitOptions, RateDecision } from '@peerlb/rate-limit';
-export { BreakerFactory, BreakerOpenError, isPeerFault } from './breaker.js';
+export { BreakerFactory, isPeerFault } from './breaker.js';
 export type { BreakerCall, BreakerOptions, BreakerState, PeerBreaker } from './breaker.js';
