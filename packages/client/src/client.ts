@@ -17,6 +17,7 @@ import {
 import {
   BreakerFactory,
   CallerRateLimiter,
+  RateLimitOptionsError,
   OutlierDetector,
   RetryBudget,
   type BreakerOptions,
@@ -132,6 +133,16 @@ function isRegistry(value: unknown): value is Registry {
   );
 }
 
+/** The per-caller limiter; its options error is re-thrown as this package's `InvalidOptionsError`. */
+function callerRateLimiter(options: CallerRateLimitOptions, field: string): CallerRateLimiter {
+  try {
+    return new CallerRateLimiter(options, field);
+  } catch (err) {
+    if (err instanceof RateLimitOptionsError) throw new InvalidOptionsError(err.field, err.reason);
+    throw err;
+  }
+}
+
 function optionalFunction<F>(value: unknown, field: string, fallback: F): F {
   if (value === undefined) return fallback;
   if (typeof value !== 'function') throw new InvalidOptionsError(field, 'must be a function');
@@ -203,7 +214,7 @@ class BalancingClient implements Client, CallContext {
     this.maxRetryAfterMs = durationOption('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 30_000);
 
     if (options.rateLimit !== undefined && options.rateLimit !== false) {
-      this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
+      this.limiter = callerRateLimiter(options.rateLimit, 'rateLimit');
     }
     this.timeoutMs = durationOption('timeoutMs', options.timeoutMs, 30_000);
     this.attemptTimeoutMs = durationOption('attemptTimeoutMs', options.attemptTimeoutMs, Infinity);

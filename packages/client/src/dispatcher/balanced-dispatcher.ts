@@ -70,7 +70,7 @@ export class BalancedDispatcher extends Dispatcher {
     if (fromHeader === undefined && caller !== undefined) headers = withHeader(headers, CALLER_HEADER, caller);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(caller ?? '', ctx.clock());
-      if (!decision.ok) throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
     }
     const now = ctx.clock();
     const spec = {

@@ -62,7 +62,7 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     if (signal?.aborted) throw new AbortedError(signal.reason);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(prepared.caller ?? '', ctx.clock());
-      if (!decision.ok) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
     }
     const now = ctx.clock();
     const spec: CallSpec = {

@@ -8,7 +8,7 @@ export { parseRetryAfter, retryAfterMs } from './retry-after.js';
 export { RetryBudget } from './retry-budget.js';
 export type { RetryBudgetOptions } from './retry-budget.js';
 export { BreakerOpenError, RateLimitedError } from '../errors.js';
-export { CallerRateLimiter } from '@peerlb/rate-limit';
+export { CallerRateLimiter, RateLimitOptionsError } from '@peerlb/rate-limit';
 export type { CallerRateLimitOptions, RateDecision } from '@peerlb/rate-limit';
 export { BreakerFactory, isPeerFault } from './breaker.js';
 export type { BreakerCall, BreakerOptions, BreakerState, PeerBreaker } from './breaker.js';
