@@ -1,7 +1,9 @@
 import {
   ClosedError,
   consoleLogger,
+  durationOption,
   InvalidOptionsError,
+  limitOption,
   validateServiceName,
   type Registry,
   type RegistryLogger,
@@ -32,7 +34,6 @@ import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
 import type { CallContext, HeaderStep } from './call/context.js';
 import { DeadlineQueue } from './call/deadlines.js';
 import { validateCaller, type RequestOptions } from './call/request-options.js';
-import { durationOption, limitOption } from './options.js';
 import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';

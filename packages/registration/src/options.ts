@@ -5,7 +5,7 @@ import {
   isValidAddress,
   parseInstance,
   validateCheckSpec,
-  validateDurationMs,
+  durationOption,
   validateInstanceId,
   validateServiceName,
   type BackoffOptions,
@@ -161,14 +161,12 @@ function requireObject(value: unknown, field: string): asserts value is Record<s
 }
 
 function optionalDuration(value: unknown, field: string, fallback: number): number {
-  return value === undefined ? fallback : validateDurationMs(value, field);
+  return durationOption(field, value, fallback);
 }
 
 /** A duration that may be 0 (e.g. no drain window at all). */
 function optionalNonNegativeMs(value: unknown, field: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (value === 0) return 0;
-  return validateDurationMs(value, field);
+  return durationOption(field, value, fallback, { allowZero: true });
 }
 
 function optionalBoolean(value: unknown, field: string, fallback: boolean): boolean {

@@ -1,5 +1,4 @@
-import { InvalidOptionsError } from '@peerlb/registry';
-import { numberOption, optionsObject } from '../options.js';
+import { InvalidOptionsError, numberOption, optionsObject } from '@peerlb/registry';
 import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState, type PeakEwmaConfig } from './ewma-table.js';
 import type { LoadMetric, LoadReader, LoadTracker, Outcome, PickablePeer } from './types.js';
 

@@ -1,5 +1,5 @@
 import { peakEwma, validateLoadMetric } from './load-metrics.js';
-import { optionsObject } from '../options.js';
+import { optionsObject } from '@peerlb/registry';
 import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
 import type { Balancer, LoadMetric, LoadReader, PickablePeer, PickContext, Picker, PickResult } from './types.js';

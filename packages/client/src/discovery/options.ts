@@ -1,4 +1,4 @@
-import { optionsObject, durationOption } from '../options.js';
+import { optionsObject, durationOption } from '@peerlb/registry';
 import type { DiscoveryRules } from './service-watch.js';
 
 export interface DiscoveryOptions {

@@ -1,8 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { AbortedError, InvalidOptionsError } from '@peerlb/registry';
-import { durationOption } from '../options.js';
+import { AbortedError, durationOption, InvalidOptionsError } from '@peerlb/registry';
 import { RateLimitedError } from '../resilience/index.js';
 import { BodyTooLargeError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';

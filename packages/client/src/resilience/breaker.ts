@@ -1,7 +1,14 @@
 import type { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
-import { ClosedError, InvalidOptionsError, silentLogger, type RegistryLogger } from '@peerlb/registry';
-import { durationOption, numberOption, optionsObject } from '../options.js';
+import {
+  ClosedError,
+  durationOption,
+  InvalidOptionsError,
+  numberOption,
+  optionsObject,
+  silentLogger,
+  type RegistryLogger,
+} from '@peerlb/registry';
 import { isPeerFault, type BreakerOptions, type PeerBreaker } from './breaker-contract.js';
 import { action, PeerBreakerImpl, type Action, type BreakerHost, type ErrorFilter } from './peer-breaker.js';
 import { RotationSlot } from './rotation-slot.js';

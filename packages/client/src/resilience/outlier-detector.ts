@@ -1,4 +1,4 @@
-import { booleanOption, durationOption, numberOption, optionsObject } from '../options.js';
+import { booleanOption, durationOption, numberOption, optionsObject } from '@peerlb/registry';
 import type { Outcome } from '../balancer/types.js';
 
 export interface OutlierDetectionOptions {

@@ -1,4 +1,4 @@
-import { durationOption, numberOption, optionsObject } from '../options.js';
+import { durationOption, numberOption, optionsObject } from '@peerlb/registry';
 
 export interface RetryBudgetOptions {
   /** Retries allowed per request seen in the window. Default 0.2 (one retry per five requests). */

@@ -1,5 +1,4 @@
-import { durationOption } from '../options.js';
-import { InvalidOptionsError } from '@peerlb/registry';
+import { durationOption, InvalidOptionsError } from '@peerlb/registry';
 
 /** Connection options for the undici `Pool` of each peer. */
 export interface PoolOptions {

@@ -1,4 +1,4 @@
-import { InvalidOptionsError } from '@peerlb/registry';
+import { InvalidOptionsError } from './errors.js';
 
 /**
  * The one way the client validates options: `xxxOption(field, value, fallback, rule)`, the field
