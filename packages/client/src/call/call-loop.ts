@@ -24,7 +24,14 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { AbortedError, ClosedError } from '@peerlb/registry';
-import { classifyFailure, retryAfterMs, shouldRetry, type FailureClass } from '../resilience/index.js';
+import {
+  classifyFailure,
+  retryAfterMs,
+  shouldRetry,
+  type FailureClass,
+  type RetryDecision,
+  type RetryQuestion,
+} from '../resilience/index.js';
 import { AttemptTimeoutError, DeadlineError, type UpstreamError } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -113,17 +120,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       const now = this.ctx.clock();
       const asideMs = retryAfterMs(statusCode, headers);
       if (asideMs !== undefined) this.svc.avoid(attempt.peer, Math.min(asideMs, this.ctx.maxRetryAfterMs));
-      const spec = this.spec;
-      const decision = shouldRetry({
-        phase: 'response',
-        method: spec.method,
-        idempotent: spec.idempotent,
-        bodyReplayable: spec.replayable,
-        attempt: attempt.number,
-        maxAttempts: this.ctx.maxAttempts,
-        timeLeftMs: this.deadlineAt - now,
-        statusCode,
-      });
+      const decision = this.retryDecision('response', attempt, now, statusCode);
       const next = decision.retry ? this.nextPeer(now) : undefined;
       if (next !== undefined) {
         // This answer is dropped for another try: report it now.
@@ -167,16 +164,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     for (const other of this.attempts) if (!other.settled) return;
     if (failure.phase === 'local') return this.endWith(localError(this.svc, attempt, error));
     const now = this.ctx.clock();
-    const spec = this.spec;
-    const decision = shouldRetry({
-      phase: failure.phase,
-      method: spec.method,
-      idempotent: spec.idempotent,
-      bodyReplayable: spec.replayable,
-      attempt: attempt.number,
-      maxAttempts: this.ctx.maxAttempts,
-      timeLeftMs: this.deadlineAt - now,
-    });
+    const decision = this.retryDecision(failure.phase, attempt, now, undefined);
     if (!decision.retry) {
       if (decision.why === 'deadline') return this.endWith(this.deadlineError());
       return this.endWith(this.upstream(error, decision.why === 'attempts' ? 'attempts-exhausted' : 'not-retryable'));
@@ -185,6 +173,20 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     if (next === undefined) return this.endWith(this.upstream(error, this.budgetRefused ? 'budget-exhausted' : 'no-other-peer'));
     this.announceRetry(attempt, error, undefined);
     this.launch(next, now);
+  }
+
+  private retryDecision(phase: RetryQuestion['phase'], attempt: Attempt, now: number, statusCode: number | undefined): RetryDecision {
+    const spec = this.spec;
+    return shouldRetry({
+      phase,
+      method: spec.method,
+      idempotent: spec.idempotent,
+      bodyReplayable: spec.replayable,
+      attempt: attempt.number,
+      maxAttempts: this.ctx.maxAttempts,
+      timeLeftMs: this.deadlineAt - now,
+      statusCode,
+    });
   }
 
   /** Another peer (never one tried) if the picker has one, then the budget's consent. */
