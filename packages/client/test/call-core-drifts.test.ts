@@ -5,6 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetch, request } from 'undici';
 import { createClient, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
+import type { HeaderStep } from '../src/call/context.js';
 import { deadPort, startPeer, TestRegistry, type Handler, type TestPeer } from './support/client-testkit.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -117,5 +118,32 @@ describe('one call core: both front doors behave alike', () => {
     }
     expect(messages[0]).toMatch(/^request to "users" failed after 2 attempt\(s\) \(last peer users-dead-N\): /);
     expect(new Set(messages).size).toBe(1);
+  });
+});
+
+describe('seams of the call loop', () => {
+  it.each(DOORS)('header steps add outgoing headers to every attempt, with its number and the time left (%s)', async (door) => {
+    const seen: Array<{ attempt: string; timeLeft: number }> = [];
+    const record: Handler = (req, res) => {
+      seen.push({ attempt: String(req.headers['x-attempt']), timeLeft: Number(req.headers['x-time-left']) });
+      res.end('ok');
+    };
+    const { client } = await cluster([record], 1, { timeoutMs: 5000 });
+    // Issues 15 and 16 fill this list (deadline propagation, tracing); here it is set by hand.
+    (client as unknown as { headerSteps: HeaderStep[] }).headerSteps = [
+      (call, set) => {
+        set('x-attempt', String(call.attempt));
+        set('x-time-left', String(Math.round(call.timeLeftMs)));
+      },
+    ];
+    // Round robin over [users-0, users-dead-0]: one of the two calls retries after the dead peer.
+    for (let i = 0; i < 2; i++) expect((await call(client, door)).status).toBe(200);
+    expect(seen.map((s) => s.attempt).sort()).toEqual(['1', '2']);
+    for (const s of seen) {
+      if (door === 'request()') expect(s.timeLeft).toBeGreaterThan(0);
+      if (door === 'request()') expect(s.timeLeft).toBeLessThanOrEqual(5000);
+      // The dispatcher's deadline is the caller's own signal: no time left known here.
+      if (door !== 'request()') expect(s.timeLeft).toBe(Number.POSITIVE_INFINITY);
+    }
   });
 });
