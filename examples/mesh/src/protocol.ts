@@ -57,11 +57,11 @@ export interface InstanceStats {
   inFlight: number;
   /** Delay added to requests (`POST /admin/slow`), to `slowShare` of them (1: all). */
   slowMs: number;
-  slowShare: number;
+  slowShare?: number;
   /** Requests whose work stopped because their deadline passed or their caller left. */
-  stoppedByDeadline: number;
+  stoppedByDeadline?: number;
   /** The serving side's deadline counters (requests with a budget, answered expired, cancelled, late). */
-  deadline: DeadlineStats | null;
+  deadline?: DeadlineStats | null;
   /** Requests served per caller (the `x-peerlb-caller` header), at most 32 callers kept. */
   callers: Record<string, number>;
   /** This process's client: its view of every service it calls. */

@@ -7,7 +7,7 @@ import { HedgeCredit } from '../src/hedging/hedge-credit.js';
 import { ServiceHedging } from '../src/hedging/service-hedging.js';
 import { resolveHedgeOptions } from '../src/hedging/hedge-options.js';
 import { LatencyWindow } from '../src/hedging/latency-window.js';
-import { inheritDeadline } from '../src/pipeline/inherited-deadline.js';
+import { inheritDeadline } from '../src/call/inherited-deadline.js';
 
 describe('hedge options', () => {
   it('takes a fixed delay or a percentile, with defaults', () => {

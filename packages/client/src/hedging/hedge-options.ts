@@ -1,5 +1,4 @@
-import { InvalidOptionsError } from '@peerlb/registry';
-import { numberOption, optionsObject } from '../balancer/option-checks.js';
+import { InvalidOptionsError, MAX_DURATION_MS, numberOption, optionsObject } from '@peerlb/registry';
 
 /** A percentile of the service's recent call latency, e.g. `'p95'`, `'p99.5'`. */
 export type LatencyPercentile = `p${number}`;
@@ -50,12 +49,12 @@ export function resolveHedgeOptions(value: HedgeOptions | false | undefined, fie
     }
     quantile = p / 100;
   } else {
-    delayMs = numberOption(`${field}.delayMs`, delay, 0, { min: 0, max: 2 ** 31 - 1 });
+    delayMs = numberOption(`${field}.delayMs`, delay, 0, { min: 0, max: MAX_DURATION_MS });
   }
   return Object.freeze({
     delayMs,
     quantile,
     maxExtra: numberOption(`${field}.maxExtra`, o.maxExtra, 1, { min: 1, max: 4, integer: true }),
-    minDelayMs: numberOption(`${field}.minDelayMs`, o.minDelayMs, 1, { min: 0, max: 2 ** 31 - 1 }),
+    minDelayMs: numberOption(`${field}.minDelayMs`, o.minDelayMs, 1, { min: 0, max: MAX_DURATION_MS }),
   });
 }
