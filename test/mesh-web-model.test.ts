@@ -37,7 +37,7 @@ function client(services: Record<string, { requests: number; peers: PeerStats[] 
         service,
         {
           service, discovered: true, stale: false, expired: false, staleSince: undefined, lastError: undefined, updatedAt: 0,
-          emptyPending: false, panic: false, eligiblePeers: s.peers.length, requests: s.requests, failures: 0, retries: 0, peers: s.peers,
+          emptyPending: false, panic: false, eligiblePeers: s.peers.length, requests: s.requests, failures: 0, retries: 0, hedges: { sent: 0, won: 0, cancelled: 0 }, peers: s.peers,
         },
       ]),
     ),

@@ -1,6 +1,7 @@
 import {
   ClosedError,
   consoleLogger,
+  booleanOption,
   durationOption,
   InvalidOptionsError,
   limitOption,
@@ -33,6 +34,8 @@ import { ClientEvents, type ClientEventMap, type ClientEventName } from './event
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
 import type { CallContext, HeaderStep } from './call/context.js';
 import { DeadlineQueue } from './call/deadlines.js';
+import { DEFAULT_DEADLINE_ALLOWANCE_MS, deadlineHeaderStep } from './call/inherited-deadline.js';
+import { resolveHedgeOptions, type HedgeOptions, type HedgePolicy } from './hedging/hedge-options.js';
 import { validateCaller, type RequestOptions } from './call/request-options.js';
 import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
@@ -99,6 +102,19 @@ export interface ClientOptions {
   logger?: RegistryLogger;
   /** Close the registry with the client (default false). */
   closeRegistry?: boolean;
+  /**
+   * Hedged requests (default off): a call that may be repeated and has not answered after
+   * `delayMs` (or a percentile of recent latency, `'p95'`) gets one more attempt on another peer;
+   * the first answer wins. Hedges share the retry budget. A call's own `hedge` overrides this.
+   */
+  hedge?: HedgeOptions | false;
+  /**
+   * Send each attempt's time left in `x-peerlb-timeout`, and let calls made while handling a
+   * request (a peerlb serving side) inherit what is left of its deadline (default true).
+   */
+  propagateDeadline?: boolean;
+  /** Kept back from an inherited deadline for the answer's way back (default 5 ms). */
+  deadlineAllowanceMs?: number;
 }
 
 export interface Client {
@@ -163,7 +179,10 @@ class BalancingClient implements Client, CallContext {
   readonly maxRetryAfterMs: number;
   readonly timeoutMs: number;
   readonly attemptTimeoutMs: number;
-  readonly headerSteps: readonly HeaderStep[] = [];
+  readonly headerSteps: readonly HeaderStep[];
+  readonly hedge: HedgePolicy | undefined;
+  readonly propagateDeadline: boolean;
+  readonly deadlineAllowanceMs: number;
   readonly maxRequestBodyBytes: number;
   readonly maxResponseBodyBytes: number;
   readonly defaultCaller: string | undefined;
@@ -228,6 +247,12 @@ class BalancingClient implements Client, CallContext {
       throw new InvalidOptionsError('closeRegistry', 'must be a boolean');
     }
     this.closeRegistry = options.closeRegistry ?? false;
+    this.hedge = resolveHedgeOptions(options.hedge, 'hedge');
+    this.propagateDeadline = booleanOption('propagateDeadline', options.propagateDeadline, true);
+    this.deadlineAllowanceMs = durationOption('deadlineAllowanceMs', options.deadlineAllowanceMs, DEFAULT_DEADLINE_ALLOWANCE_MS, {
+      allowZero: true,
+    });
+    this.headerSteps = this.propagateDeadline ? [deadlineHeaderStep] : [];
     this.events = new ClientEvents(logger);
     this.deadlines = new DeadlineQueue((err) =>
       logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),

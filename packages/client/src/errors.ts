@@ -48,16 +48,25 @@ export class DeadlineError extends PeerlbError {
   readonly service: string;
   readonly timeoutMs: number;
   readonly peersTried: readonly PeerInfo[];
+  /**
+   * The deadline was inherited from the request being handled (its caller's `x-peerlb-timeout`,
+   * minus the allowance), not the call's own `timeoutMs`.
+   */
+  readonly inherited: boolean;
 
-  constructor(details: FailureDetails & { readonly timeoutMs: number }) {
+  constructor(details: FailureDetails & { readonly timeoutMs: number; readonly inherited?: boolean }) {
+    const inherited = details.inherited === true;
     super(
       'PEERLB_DEADLINE',
-      `request to "${details.service}" exceeded its ${details.timeoutMs} ms deadline`,
+      inherited && details.timeoutMs <= 0
+        ? `request to "${details.service}" had no time left of the deadline it inherited`
+        : `request to "${details.service}" exceeded its ${Math.round(details.timeoutMs)} ms ${inherited ? 'inherited ' : ''}deadline`,
       details.cause === undefined ? undefined : { cause: details.cause },
     );
     this.service = details.service;
     this.timeoutMs = details.timeoutMs;
     this.peersTried = details.peersTried;
+    this.inherited = inherited;
   }
 }
 

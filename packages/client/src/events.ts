@@ -48,6 +48,23 @@ export interface PanicEvent {
   readonly total: number;
 }
 
+export interface HedgeEvent {
+  readonly service: string;
+  /** The peer the hedge went to. */
+  readonly peer: PeerInfo;
+  /** 1-based number of the hedge attempt within its call. */
+  readonly attempt: number;
+  /** How long the call had waited for its first answer. */
+  readonly delayMs: number;
+}
+
+export interface AttemptEvent {
+  readonly service: string;
+  readonly peer: PeerInfo;
+  /** 1-based number of the attempt within its call. */
+  readonly attempt: number;
+}
+
 export interface ClientEventMap {
   'peer:added': [PeerEvent];
   'peer:removed': [PeerEvent];
@@ -57,6 +74,12 @@ export interface ClientEventMap {
   retry: [RetryEvent];
   stale: [StaleEvent];
   panic: [PanicEvent];
+  /** A hedge was sent (another attempt of a call that had not answered after the delay). */
+  hedge: [HedgeEvent];
+  /** A hedge answered first: its call got the hedge's answer. */
+  'hedge:won': [AttemptEvent];
+  /** An attempt was aborted because another attempt of its call answered first. */
+  'attempt:cancelled': [AttemptEvent];
 }
 
 export type ClientEventName = keyof ClientEventMap;

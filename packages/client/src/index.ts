@@ -23,8 +23,13 @@ export type {
   RetryEvent,
   StaleEvent,
   PanicEvent,
+  HedgeEvent,
+  AttemptEvent,
 } from './events.js';
 export type { ClientStats, ServiceStats, PeerStats } from './stats.js';
+export type { HedgeOptions, LatencyPercentile } from './hedging/hedge-options.js';
+export type { HedgeStats } from './hedging/service-hedging.js';
+export { TIMEOUT_HEADER, currentDeadline } from '@peerlb/deadline';
 export type { DiscoveryOptions } from './discovery/index.js';
 export { undiciPoolFactory } from './transport/index.js';
 export type { PeerTlsOptions, PoolOptions, ResolvedPoolOptions, TransportFactory } from './transport/index.js';

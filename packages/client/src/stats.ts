@@ -1,3 +1,4 @@
+import { NO_HEDGES, type HedgeStats } from './hedging/service-hedging.js';
 import type { BreakerState } from './resilience/index.js';
 import type { ServicePeers } from './peers/service-peers.js';
 
@@ -47,6 +48,8 @@ export interface ServiceStats {
   readonly requests: number;
   readonly failures: number;
   readonly retries: number;
+  /** Hedged requests: hedges sent, hedges that answered first, attempts aborted for another's answer. */
+  readonly hedges: HedgeStats;
   readonly peers: readonly PeerStats[];
 }
 
@@ -72,6 +75,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
     requests: svc.counters.requests,
     failures: svc.counters.failures,
     retries: svc.counters.retries,
+    hedges: svc.hedging?.stats() ?? NO_HEDGES,
     peers: svc.peerList.map((peer) => {
       const until = svc.ejectedUntil(peer);
       return {

@@ -5,8 +5,14 @@ import type { Attempt } from './attempt.js';
 
 /** The errors a call ends with, built one way for both front doors (same class, same message). */
 
-export function deadlineError(svc: ServicePeers, timeoutMs: number, attempts: readonly Attempt[], cause: unknown): DeadlineError {
-  return new DeadlineError({ service: svc.service, timeoutMs, peersTried: peersTried(attempts), cause });
+export function deadlineError(
+  svc: ServicePeers,
+  timeoutMs: number,
+  attempts: readonly Attempt[],
+  cause: unknown,
+  inherited = false,
+): DeadlineError {
+  return new DeadlineError({ service: svc.service, timeoutMs, peersTried: peersTried(attempts), cause, inherited });
 }
 
 export function upstreamError(

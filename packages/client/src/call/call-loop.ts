@@ -12,11 +12,14 @@
  * Seams for what comes next:
  * - Feedback: `Attempt.done(outcome)` is the one place it goes; the outcome carries the answer's
  *   status and headers (server-reported load) and the error (the breaker's fault rule).
- * - Hedging: attempts are objects of their own (`attempts`, each with its own abort signal); a
- *   policy step may `launch` a second one on another peer (drawing on `ctx.budget`, which hedges
- *   share with retries) while the first is in flight. The first answer wins (`answered`), the
- *   others are aborted and released at once (`abortOthers`); a failure waits for attempts still
- *   in flight before deciding (`afterFailure`).
+ * - Hedging (hedging/call-hedger.ts): when `spec.hedge` is set, a `CallHedger` waits the delay
+ *   after the first attempt and asks `launchHedge` for another attempt on a peer not tried yet,
+ *   drawing on `ctx.budget`, which hedges share with retries. The first answer wins
+ *   (`answered`), the others are aborted and released at once (`abortOthers`); a failure waits
+ *   for attempts still in flight before deciding (`afterFailure`).
+ * - Deadlines across hops: the door admits the call with the deadline inherited from the request
+ *   being handled (call/inherited-deadline.ts); `spec.parentSignal` ends the call when that request
+ *   is cancelled, and `deadlineHeaderStep` sends each attempt's time left.
  * - Outgoing headers: `ctx.headerSteps` run for every attempt of both doors (`addHeaders`), with
  *   the call's time left (deadline propagation) and attempt number (tracing).
  * - The doors differ only in parameters: the deadline (`spec.timeoutMs`: the dispatcher's is the
@@ -40,6 +43,8 @@ import type { CallContext, CallSpec, OutgoingCall } from './context.js';
 import type { Deadline, DeadlineQueue } from './deadlines.js';
 import { deadlineError, localError, noAnswerError, upstreamError } from './call-errors.js';
 import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
+import { CallHedger, type HedgeHost } from '../hedging/call-hedger.js';
+import { ServiceHedging } from '../hedging/service-hedging.js';
 import { noPeersError, pickPeer, type PickState } from './pick.js';
 
 /** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
@@ -47,7 +52,7 @@ export function isTimeoutReason(reason: unknown): boolean {
   return (reason as { name?: unknown } | null)?.name === 'TimeoutError';
 }
 
-export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline, AttemptOwner {
+export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline, AttemptOwner, HedgeHost {
   // Deadline links, owned by ctx.deadlines.
   dueAt = 0;
   previousDue: Deadline | undefined = undefined;
@@ -64,6 +69,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   private lastError: unknown;
   private budgetRefused = false;
   private discovery: AbortController | undefined;
+  private readonly startedAt: number;
+  /** The hedging step, for a call that hedges (see `spec.hedge`). */
+  private hedger: CallHedger | undefined;
+  /** Attempts launched as hedges (how a winner is told from the first attempt or a retry). */
+  private hedges: Attempt[] | undefined;
+  private onParentAbort: (() => void) | undefined;
 
   constructor(
     readonly ctx: CallContext,
@@ -74,6 +85,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.clock = ctx.clock;
     this.deadlines = ctx.deadlines;
     this.deadlineAt = now + spec.timeoutMs;
+    this.startedAt = now;
     this.pickState = { random: ctx.random, now, exclude: undefined, key: spec.key };
   }
 
@@ -89,6 +101,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.svc.counters.requests++;
     this.ctx.budget?.deposit(now);
     if (this.spec.timeoutMs !== Infinity) this.ctx.deadlines.add(this, this.spec.timeoutMs);
+    const parent = this.spec.parentSignal;
+    if (parent !== undefined) {
+      if (parent.aborted) return this.endWith(this.parentEnded(parent));
+      this.onParentAbort = () => this.end(this.parentEnded(parent), false);
+      parent.addEventListener('abort', this.onParentAbort, { once: true });
+    }
     if (this.svc.watch.hasBeenSeen) this.first(now);
     else this.waitForDiscovery();
   }
@@ -99,6 +117,34 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const peer = pickPeer(this.svc, this.pickState);
     if (peer === undefined) return this.endWith(noPeersError(this.svc, []));
     this.launch(peer, now);
+    const hedge = this.spec.hedge;
+    if (hedge !== undefined && !this.ended) {
+      this.hedger = new CallHedger(hedge, (this.svc.hedging ??= new ServiceHedging()), this);
+      this.hedger.start(now);
+    }
+  }
+
+  /** Nothing has answered yet and the call goes on (the hedger asks before each hedge). */
+  get waiting(): boolean {
+    if (this.ended) return false;
+    for (const attempt of this.attempts) if (attempt.isAnswered) return false;
+    return true;
+  }
+
+  timeLeftMs(now: number): number {
+    return this.deadlineAt - now;
+  }
+
+  /** One more attempt, on a peer not tried yet, if the shared budget allows: a hedge. */
+  launchHedge(now: number, delayMs: number): boolean {
+    const peer = this.otherPeer(now);
+    if (peer === undefined) return false;
+    const number = this.attempts.length + 1;
+    this.launch(peer, now);
+    (this.hedges ??= []).push(this.attempts[number - 1]!);
+    const events = this.ctx.events;
+    if (events.has('hedge')) events.emit('hedge', { service: this.svc.service, peer: peer.info, attempt: number, delayMs });
+    return true;
   }
 
   /** Starts an attempt on `peer` (the first, a retry, or a hedge). */
@@ -132,8 +178,23 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       // No other peer, budget or attempt: the caller gets this answer, 5xx or not.
     }
     this.ended = true;
+    const hedger = this.hedger;
+    if (hedger !== undefined) this.hedgeAnswered(hedger, attempt, statusCode);
     this.abortOthers(attempt);
     return true;
+  }
+
+  /** The call has its answer: a latency sample for the percentile delay, and a hedge that won. */
+  private hedgeAnswered(hedger: CallHedger, winner: Attempt, statusCode: number): void {
+    const now = this.ctx.clock();
+    if (!isFailureStatus(statusCode)) hedger.answered(now - this.startedAt, now);
+    else hedger.stop();
+    if (this.hedges === undefined || !this.hedges.includes(winner)) return;
+    const hedging = this.svc.hedging!;
+    hedging.won++;
+    hedging.credit.won();
+    const events = this.ctx.events;
+    if (events.has('hedge:won')) events.emit('hedge:won', { service: this.svc.service, peer: winner.peer.info, attempt: winner.number });
   }
 
   attemptFailed(attempt: Attempt, error: unknown): void {
@@ -189,8 +250,15 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     });
   }
 
-  /** Another peer (never one tried) if the picker has one, then the budget's consent. */
+  /** Another peer for a retry (never one tried) if the picker has one, then the budget's consent. */
   private nextPeer(now: number): Peer | undefined {
+    const peer = this.otherPeer(now);
+    if (peer !== undefined) this.svc.counters.retries++;
+    return peer;
+  }
+
+  /** A peer not tried yet, then the shared budget's consent (retries and hedges draw on it alike). */
+  private otherPeer(now: number): Peer | undefined {
     this.budgetRefused = false;
     const exclude = (this.pickState.exclude ??= new Set());
     for (const attempt of this.attempts) exclude.add(attempt.peer.id);
@@ -201,7 +269,6 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       this.budgetRefused = true;
       return undefined;
     }
-    this.svc.counters.retries++;
     return peer;
   }
 
@@ -212,6 +279,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       const reason = new AbortedError('another attempt answered first');
       other.done(errorOutcome(reason, this.ctx.clock() - other.startedAt));
       other.abort(reason);
+      const hedging = this.svc.hedging;
+      if (hedging !== undefined) hedging.cancelled++;
+      const events = this.ctx.events;
+      if (events.has('attempt:cancelled')) {
+        events.emit('attempt:cancelled', { service: this.svc.service, peer: other.peer.info, attempt: other.number });
+      }
     }
   }
 
@@ -257,6 +330,11 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   /** The call is over (its answer's body ended, or it failed): its deadline and listeners go. */
   protected finish(): void {
     if (this.lane !== undefined) this.ctx.deadlines.remove(this);
+    this.hedger?.stop();
+    if (this.onParentAbort !== undefined) {
+      this.spec.parentSignal!.removeEventListener('abort', this.onParentAbort);
+      this.onParentAbort = undefined;
+    }
     const discovery = this.discovery;
     this.discovery = undefined;
     discovery?.abort();
@@ -302,7 +380,15 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   }
 
   private deadlineError(): DeadlineError {
-    return deadlineError(this.svc, this.spec.timeoutMs, this.attempts, this.lastError);
+    return deadlineError(this.svc, this.spec.timeoutMs, this.attempts, this.lastError, this.spec.inheritedDeadline);
+  }
+
+  /**
+   * The handled request this call was made for ended: its budget ran out (our own deadline, an
+   * allowance earlier, normally fires first) or its caller went away.
+   */
+  private parentEnded(parent: AbortSignal): unknown {
+    return isTimeoutReason(parent.reason) ? this.deadlineError() : new AbortedError(parent.reason);
   }
 
   private upstream(error: unknown, reason: Parameters<typeof upstreamError>[2]): UpstreamError {

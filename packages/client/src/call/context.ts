@@ -1,6 +1,7 @@
 import type { CallerRateLimiter, RetryBudget } from '../resilience/index.js';
 import type { ClientEvents } from '../events.js';
 import type { ServicePeers } from '../peers/service-peers.js';
+import type { HedgePolicy } from '../hedging/hedge-options.js';
 import type { DeadlineQueue } from './deadlines.js';
 
 /** What a header step sees of the call, for each attempt. */
@@ -36,6 +37,12 @@ export interface CallContext {
   /** Where deadlines wait (one timer per timeout value, not one per call). */
   readonly deadlines: DeadlineQueue;
   readonly headerSteps: readonly HeaderStep[];
+  /** The client's hedging (`hedge` option), for calls that may be repeated; undefined: off. */
+  readonly hedge: HedgePolicy | undefined;
+  /** Calls inherit the deadline of the request being handled around them (`propagateDeadline`). */
+  readonly propagateDeadline: boolean;
+  /** Kept back from an inherited budget for the answer's way back (`deadlineAllowanceMs`). */
+  readonly deadlineAllowanceMs: number;
 }
 
 /** What a door tells the loop about one call. */
@@ -47,4 +54,13 @@ export interface CallSpec {
   readonly key: string | undefined;
   /** The call's deadline; Infinity: none here (the dispatcher's is the caller's signal). */
   readonly timeoutMs: number;
+  /** This call's hedging: the client's or its own, and only when it may be repeated. */
+  readonly hedge: HedgePolicy | undefined;
+  /**
+   * The signal of the request being handled around this call (its caller left, or its budget
+   * ran out): the call ends with it. Undefined outside a handled request with a deadline.
+   */
+  readonly parentSignal: AbortSignal | undefined;
+  /** `timeoutMs` is what was left of the handled request's deadline, not the call's own. */
+  readonly inheritedDeadline: boolean;
 }

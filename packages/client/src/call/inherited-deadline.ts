@@ -1,4 +1,6 @@
-import { currentDeadline } from '@peerlb/deadline';
+import { TIMEOUT_HEADER, currentDeadline, formatTimeout } from '@peerlb/deadline';
+import { DeadlineError } from '../errors.js';
+import type { CallContext, HeaderStep } from './context.js';
 
 /** Default share of an inherited budget kept back for the answer's way back to our own caller. */
 export const DEFAULT_DEADLINE_ALLOWANCE_MS = 5;
@@ -28,3 +30,20 @@ export function inheritDeadline(ownTimeoutMs: number, allowanceMs: number, now: 
   if (left >= ownTimeoutMs) return { timeoutMs: ownTimeoutMs, inherited: false, signal };
   return { timeoutMs: left, inherited: true, signal };
 }
+
+/** The deadline a call is admitted with (see `inheritDeadline`); throws when none is left. */
+export function admitDeadline(ctx: CallContext, service: string, ownTimeoutMs: number): Inherited {
+  if (!ctx.propagateDeadline) return { timeoutMs: ownTimeoutMs, inherited: false, signal: undefined };
+  const got = inheritDeadline(ownTimeoutMs, ctx.deadlineAllowanceMs);
+  if (got.inherited && !(got.timeoutMs > 0)) {
+    // Nothing is sent: the caller of the request being handled has given up already, or will
+    // before any answer could come back.
+    throw new DeadlineError({ service, timeoutMs: 0, peersTried: [], inherited: true });
+  }
+  return got;
+}
+
+/** Sends each attempt's time left in `x-peerlb-timeout` (nothing for a call without a deadline). */
+export const deadlineHeaderStep: HeaderStep = (call, set) => {
+  if (call.timeLeftMs !== Infinity) set(TIMEOUT_HEADER, formatTimeout(call.timeLeftMs));
+};

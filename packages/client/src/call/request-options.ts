@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { InvalidOptionsError } from '@peerlb/registry';
+import type { HedgeOptions } from '../hedging/hedge-options.js';
 import { CALLER_HEADER, MAX_CALLER_LENGTH, isValidCaller } from '@peerlb/rate-limit';
 
 /** The header that carries the caller's identity to the peer, so servers can limit per caller too. */
@@ -36,6 +37,11 @@ export interface RequestOptions {
   idempotent?: boolean;
   /** Affinity key for `consistentHash()` (ignored by other balancers). */
   key?: string;
+  /**
+   * Hedging of this call: overrides the client's `hedge`; `false`: never hedged. Applies only to a
+   * call that may be repeated (idempotent, body not a stream).
+   */
+  hedge?: HedgeOptions | false;
 }
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

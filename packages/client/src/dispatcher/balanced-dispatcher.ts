@@ -1,8 +1,9 @@
 import { Dispatcher } from 'undici';
 import { ClosedError, InvalidOptionsError, isValidServiceName } from '@peerlb/registry';
-import { RateLimitedError } from '../resilience/index.js';
+import { isIdempotentMethod, RateLimitedError } from '../resilience/index.js';
 import { checkRequestBody } from '../call/body-limits.js';
-import type { CallContext } from '../call/context.js';
+import type { CallContext, CallSpec } from '../call/context.js';
+import { admitDeadline } from '../call/inherited-deadline.js';
 import { CALLER_HEADER, isReplayableBody, validateCaller, type RequestBody } from '../call/request-options.js';
 import { DispatchCall } from './dispatch-call.js';
 import { callerOf, replayableHeaders, withHeader } from './dispatch-headers.js';
@@ -68,17 +69,23 @@ export class BalancedDispatcher extends Dispatcher {
     const fromHeader = callerOf(headers);
     const caller = fromHeader ?? this.caller;
     if (fromHeader === undefined && caller !== undefined) headers = withHeader(headers, CALLER_HEADER, caller);
+    // No deadline of its own (the caller's signal), unless one is inherited from a handled request.
+    const deadline = admitDeadline(ctx, svc.service, Infinity);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(caller ?? '', ctx.clock());
       if (!decision.allowed) throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
     }
     const now = ctx.clock();
-    const spec = {
+    const replayable = isReplayableBody(options.body);
+    const spec: CallSpec = {
       method: options.method,
       idempotent: undefined,
-      replayable: isReplayableBody(options.body),
+      replayable,
       key: undefined,
-      timeoutMs: Infinity,
+      timeoutMs: deadline.timeoutMs,
+      hedge: replayable && isIdempotentMethod(options.method) ? ctx.hedge : undefined,
+      parentSignal: deadline.signal,
+      inheritedDeadline: deadline.inherited,
     };
     const prepared = headers === options.headers && body === options.body ? options : { ...options, headers, body };
     new DispatchCall(ctx, svc, spec, prepared, user, now).start(now);

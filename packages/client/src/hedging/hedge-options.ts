@@ -58,3 +58,16 @@ export function resolveHedgeOptions(value: HedgeOptions | false | undefined, fie
     minDelayMs: numberOption(`${field}.minDelayMs`, o.minDelayMs, 1, { min: 0, max: MAX_DURATION_MS }),
   });
 }
+
+/**
+ * The hedging of one call: its own `hedge` option (validated), else the client's; none for a call
+ * that may not be repeated (`eligible`: idempotent, and a body that can be sent again).
+ */
+export function hedgeForCall(
+  clientPolicy: HedgePolicy | undefined,
+  callOption: HedgeOptions | false | undefined,
+  eligible: boolean,
+): HedgePolicy | undefined {
+  const policy = callOption === undefined ? clientPolicy : resolveHedgeOptions(callOption, 'hedge');
+  return eligible ? policy : undefined;
+}

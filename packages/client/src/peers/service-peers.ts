@@ -10,6 +10,7 @@ import {
 } from '../resilience/index.js';
 import type { ClientEvents } from '../events.js';
 import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
+import type { ServiceHedging } from '../hedging/service-hedging.js';
 import { Peer, type PeerBreakers } from './peer.js';
 
 /** Everything a service's peer set needs from the client that owns it. */
@@ -51,6 +52,8 @@ export interface ServiceCounters {
 export class ServicePeers implements DiscoverySink {
   readonly watch: ServiceWatch;
   readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0 };
+  /** Hedging state (latency window, credit, counters), made on the first hedged call. */
+  hedging: ServiceHedging | undefined = undefined;
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];

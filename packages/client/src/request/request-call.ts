@@ -2,7 +2,9 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { AbortedError, durationOption, InvalidOptionsError } from '@peerlb/registry';
-import { RateLimitedError } from '../resilience/index.js';
+import { isIdempotentMethod, RateLimitedError } from '../resilience/index.js';
+import { hedgeForCall } from '../hedging/hedge-options.js';
+import { admitDeadline } from '../call/inherited-deadline.js';
 import { BodyTooLargeError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -58,7 +60,10 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     }
     const svc = ctx.service(options.service);
     const body = checkRequestBody(options.body, ctx.maxRequestBodyBytes, svc.service);
+    const replayable = isReplayableBody(options.body);
+    const hedge = hedgeForCall(ctx.hedge, options.hedge, replayable && (options.idempotent ?? isIdempotentMethod(method)));
     if (signal?.aborted) throw new AbortedError(signal.reason);
+    const deadline = admitDeadline(ctx, svc.service, timeoutMs);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(prepared.caller ?? '', ctx.clock());
       if (!decision.allowed) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
@@ -67,9 +72,12 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     const spec: CallSpec = {
       method,
       idempotent: options.idempotent,
-      replayable: isReplayableBody(options.body),
+      replayable,
       key: options.key,
-      timeoutMs,
+      timeoutMs: deadline.timeoutMs,
+      hedge,
+      parentSignal: deadline.signal,
+      inheritedDeadline: deadline.inherited,
     };
     return new RequestCall(ctx, svc, spec, options, path, prepared.headers, body, now).promise;
   } catch (err) {
