@@ -106,8 +106,17 @@ function hangGuard<T>(promise: Promise<T>, o: unknown): Promise<T> {
   return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
 }
 
-/** Headers undici or Node may add on their own. */
-const TRANSPORT_HEADERS = new Set(['host', 'connection', 'content-length', 'transfer-encoding', 'x-peerlb-caller', 'keep-alive', 'expect']);
+/** Headers undici or Node may add on their own, and peerlb's own: the caller and the call's time left. */
+const TRANSPORT_HEADERS = new Set([
+  'host',
+  'connection',
+  'content-length',
+  'transfer-encoding',
+  'x-peerlb-caller',
+  'x-peerlb-timeout',
+  'keep-alive',
+  'expect',
+]);
 
 describe('fuzzing client.request()', () => {
   it('sent as given, or refused with a typed error and nothing sent', async () => {
