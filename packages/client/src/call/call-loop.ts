@@ -69,7 +69,6 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   private lastError: unknown;
   private budgetRefused = false;
   private discovery: AbortController | undefined;
-  private readonly startedAt: number;
   /** The hedging step, for a call that hedges (see `spec.hedge`). */
   private hedger: CallHedger | undefined;
   /** Attempts launched as hedges (how a winner is told from the first attempt or a retry). */
@@ -85,7 +84,6 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.clock = ctx.clock;
     this.deadlines = ctx.deadlines;
     this.deadlineAt = now + spec.timeoutMs;
-    this.startedAt = now;
     this.pickState = { random: ctx.random, now, exclude: undefined, key: spec.key };
   }
 
@@ -184,10 +182,15 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     return true;
   }
 
-  /** The call has its answer: a latency sample for the percentile delay, and a hedge that won. */
+  /**
+   * The call has its answer: a latency sample for the percentile delay, and a hedge that won.
+   * The sample is the winning attempt's own latency, not the call's: a slow attempt that lost to
+   * a hedge is left out, so the percentile describes how long a peer usually takes, and hedging
+   * does not drift its own delay upwards (a call's latency includes the delay it waited).
+   */
   private hedgeAnswered(hedger: CallHedger, winner: Attempt, statusCode: number): void {
     const now = this.ctx.clock();
-    if (!isFailureStatus(statusCode)) hedger.answered(now - this.startedAt, now);
+    if (!isFailureStatus(statusCode)) hedger.answered(now - winner.startedAt, now);
     else hedger.stop();
     if (this.hedges === undefined || !this.hedges.includes(winner)) return;
     const hedging = this.svc.hedging!;

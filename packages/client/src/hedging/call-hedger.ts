@@ -47,7 +47,7 @@ export class CallHedger {
     this.#arm(now);
   }
 
-  /** The call got its answer `latencyMs` after it started: a sample for the percentile delay. */
+  /** The call got its answer, from an attempt that took `latencyMs`: a sample for the percentile delay. */
   answered(latencyMs: number, now: number): void {
     this.stop();
     this.service.latency.record(latencyMs, now);
