@@ -113,7 +113,7 @@ export interface ClientOptions {
    * request (a peerlb serving side) inherit what is left of its deadline (default true).
    */
   propagateDeadline?: boolean;
-  /** Kept back from an inherited deadline for the answer's way back (default 5 ms). */
+  /** Kept back from an inherited deadline for the answer's way back (default 10 ms). */
   deadlineAllowanceMs?: number;
 }
 

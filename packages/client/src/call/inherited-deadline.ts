@@ -3,7 +3,7 @@ import { DeadlineError } from '../errors.js';
 import type { CallContext, HeaderStep } from './context.js';
 
 /** Default share of an inherited budget kept back for the answer's way back to our own caller. */
-export const DEFAULT_DEADLINE_ALLOWANCE_MS = 5;
+export const DEFAULT_DEADLINE_ALLOWANCE_MS = 10;
 
 /** What a call takes over from the request being handled around it. */
 export interface Inherited {

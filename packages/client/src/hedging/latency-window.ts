@@ -28,7 +28,7 @@ export class LatencyWindow {
   constructor(options: { windowMs?: number; refreshMs?: number; minSamples?: number } = {}) {
     this.#halfMs = (options.windowMs ?? 10_000) / 2;
     this.#refreshMs = options.refreshMs ?? 20;
-    this.#minSamples = options.minSamples ?? 20;
+    this.#minSamples = options.minSamples ?? 100;
   }
 
   /** Records one call's latency at `now` (ms, monotonic). */
