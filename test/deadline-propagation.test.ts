@@ -36,12 +36,14 @@ describe('deadlines across hops (issue 15)', () => {
 
   it('a budget crosses three hops, shrinking at each, and the last hop stops working when it runs out', async () => {
     const started = performance.now();
-    const failure = await client.request({ service: 'hop-a', path: '/work' }).then(
-      () => undefined,
-      (err: unknown) => err,
+    const outcome = await client.request({ service: 'hop-a', path: '/work' }).then(
+      async (res) => ({ status: res.statusCode, code: undefined, body: await res.body.text() }),
+      (err: unknown) => ({ status: undefined, code: (err as { code?: string }).code, body: '' }),
     );
     const elapsedMs = performance.now() - started;
-    expect((failure as { code?: string }).code).toBe('PEERLB_DEADLINE');
+    // Either our own deadline fired, or the chain gave up first and hop-a answered 504: each hop
+    // ends its call a little before its caller does.
+    expect(outcome.code === 'PEERLB_DEADLINE' || outcome.status === 504, JSON.stringify(outcome)).toBe(true);
     // The first caller's own deadline: nothing down the chain can hold it much longer.
     expect(elapsedMs).toBeLessThan(800 + 1_000);
 

@@ -113,7 +113,10 @@ export interface ClientOptions {
    * request (a peerlb serving side) inherit what is left of its deadline (default true).
    */
   propagateDeadline?: boolean;
-  /** Kept back from an inherited deadline for the answer's way back (default 10 ms). */
+  /**
+   * Kept back from an inherited deadline for the answer's way back, and from the time left sent to
+   * the next hop for the request's way there (default 10 ms).
+   */
   deadlineAllowanceMs?: number;
 }
 
@@ -252,7 +255,7 @@ class BalancingClient implements Client, CallContext {
     this.deadlineAllowanceMs = durationOption('deadlineAllowanceMs', options.deadlineAllowanceMs, DEFAULT_DEADLINE_ALLOWANCE_MS, {
       allowZero: true,
     });
-    this.headerSteps = this.propagateDeadline ? [deadlineHeaderStep] : [];
+    this.headerSteps = this.propagateDeadline ? [deadlineHeaderStep(this.deadlineAllowanceMs)] : [];
     this.events = new ClientEvents(logger);
     this.deadlines = new DeadlineQueue((err) =>
       logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),

@@ -43,7 +43,16 @@ export function admitDeadline(ctx: CallContext, service: string, ownTimeoutMs: n
   return got;
 }
 
-/** Sends each attempt's time left in `x-peerlb-timeout` (nothing for a call without a deadline). */
-export const deadlineHeaderStep: HeaderStep = (call, set) => {
-  if (call.timeLeftMs !== Infinity) set(TIMEOUT_HEADER, formatTimeout(call.timeLeftMs));
-};
+/**
+ * Sends each attempt's time left in `x-peerlb-timeout` (nothing for a call without a deadline),
+ * minus `allowanceMs`: the request's way to the peer and the wait before the peer reads it (its
+ * event loop may be busy) come out of the budget, and the peer's clock only starts when it reads
+ * the header. When little time is left, half of it is sent instead, never nothing.
+ */
+export function deadlineHeaderStep(allowanceMs: number): HeaderStep {
+  return (call, set) => {
+    const left = call.timeLeftMs;
+    if (left === Infinity) return;
+    set(TIMEOUT_HEADER, formatTimeout(left > 2 * allowanceMs ? left - allowanceMs : left / 2));
+  };
+}
