@@ -22,6 +22,7 @@ import { degradedScenario } from './scenarios/degraded.js';
 import { discoveryScenario } from './scenarios/discovery.js';
 import { failoverScenario } from './scenarios/failover.js';
 import { scaleScenario } from './scenarios/scale.js';
+import { deadlineScenario, hedgingScenario } from './scenarios/tail-deadline.js';
 import { throughputScenarios } from './scenarios/throughput.js';
 
 const SCENARIOS: ReadonlyArray<{
@@ -36,6 +37,8 @@ const SCENARIOS: ReadonlyArray<{
   { key: 'discovery', ids: ['6'], title: 'Scenario 6: discovery', run: discoveryScenario },
   { key: 'scale', ids: ['7'], title: 'Scenario 7: scale', run: scaleScenario },
   { key: 'callers', ids: ['8'], title: 'Scenario 8: callers', run: callersScenario },
+  { key: 'hedging', ids: ['15.1', '15.2'], title: 'Scenario 15.1-15.2: hedged requests', run: hedgingScenario },
+  { key: 'deadline', ids: ['15.3'], title: 'Scenario 15.3: deadlines across hops', run: deadlineScenario },
 ];
 
 async function main(): Promise<number> {
