@@ -9,6 +9,7 @@
  * Tells the parent `{ type: 'ready', port }`; answers `{ type: 'report' }` with its counters.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import { createClient, type Client } from '@peerlb/client';
 import { createServing, currentDeadline } from '@peerlb/registration';
 import { MemoryRegistry, silentLogger } from '@peerlb/registry';
@@ -45,19 +46,9 @@ if (config.nextPort !== undefined) {
   });
 }
 
-const sleep = (ms: number, signal: AbortSignal | undefined) =>
-  new Promise<boolean>((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+/** True after `ms`, false as soon as `signal` aborts. */
+const sleep = (ms: number, signal: AbortSignal | undefined): Promise<boolean> =>
+  delay(ms, true, signal ? { signal } : undefined).catch(() => false);
 
 async function handler(req: IncomingMessage, res: ServerResponse): Promise<void> {
   counters.requests++;

@@ -159,58 +159,47 @@ const HEDGE_P99 = "hedge { delayMs: 'p99' }";
 /** Twice the usual latency: what an operator who knows the service's latency would set. */
 const hedgeFixed = (ms: number) => `hedge { delayMs: ${ms} }`;
 
-async function tail(ctx: BenchContext, p: Params['tail']): Promise<ModeSummary[]> {
-  const upstreams = await startTailUpstreams('tail-', { baseMs: p.baseMs, slowShare: p.slowShare, slowFactor: p.slowFactor, capacity: 0 });
+type Mode = { label: string; hedge: HedgeLoadSpec['hedge'] };
+
+/** Starts the upstreams of one comparison, runs every mode against them, stops them. */
+async function compareOn(
+  ctx: BenchContext,
+  name: string,
+  upstream: Omit<TailUpstreamConfig, 'id'>,
+  load: { concurrency: number; warmup: number; requests: number; reps: number },
+  modes: readonly Mode[],
+): Promise<ModeSummary[]> {
+  const upstreams = await startTailUpstreams(`${name}-`, upstream);
   try {
-    return await compare(
-      ctx,
-      'tail',
-      upstreams,
-      {
-        service: 'tail',
-        targets: upstreams.map((u) => u.target),
-        concurrency: p.concurrency,
-        warmupRequests: p.warmup,
-        requests: p.requests,
-        timeoutMs: 30_000,
-      },
-      [
-        { label: NO_HEDGE, hedge: undefined },
-        { label: hedgeFixed(2 * p.baseMs), hedge: { delayMs: 2 * p.baseMs } },
-        { label: HEDGE_P95, hedge: { delayMs: 'p95' } },
-        { label: HEDGE_P99, hedge: { delayMs: 'p99' } },
-      ],
-      p.reps,
-    );
+    const base = {
+      service: name,
+      targets: upstreams.map((u) => u.target),
+      concurrency: load.concurrency,
+      warmupRequests: load.warmup,
+      requests: load.requests,
+      timeoutMs: 30_000,
+    };
+    return await compare(ctx, name, upstreams, base, modes, load.reps);
   } finally {
     await Promise.all(upstreams.map((u) => stopChild(u.child)));
   }
 }
 
-async function overload(ctx: BenchContext, p: Params['overload']): Promise<ModeSummary[]> {
-  const upstreams = await startTailUpstreams('busy-', { baseMs: p.baseMs, slowShare: 0, slowFactor: 1, capacity: 1 });
-  try {
-    return await compare(
-      ctx,
-      'overload',
-      upstreams,
-      {
-        service: 'busy',
-        targets: upstreams.map((u) => u.target),
-        concurrency: p.concurrency,
-        warmupRequests: p.warmup,
-        requests: p.requests,
-        timeoutMs: 30_000,
-      },
-      [
-        { label: NO_HEDGE, hedge: undefined },
-        { label: HEDGE_P95, hedge: { delayMs: 'p95' } },
-      ],
-      p.reps,
-    );
-  } finally {
-    await Promise.all(upstreams.map((u) => stopChild(u.child)));
-  }
+function tail(ctx: BenchContext, p: Params['tail']): Promise<ModeSummary[]> {
+  return compareOn(ctx, 'tail', { baseMs: p.baseMs, slowShare: p.slowShare, slowFactor: p.slowFactor, capacity: 0 }, p, [
+    { label: NO_HEDGE, hedge: undefined },
+    { label: hedgeFixed(2 * p.baseMs), hedge: { delayMs: 2 * p.baseMs } },
+    { label: HEDGE_P95, hedge: { delayMs: 'p95' } },
+    { label: HEDGE_P99, hedge: { delayMs: 'p99' } },
+  ]);
+}
+
+/** Every upstream works on one request at a time; the rest wait in its queue. */
+function overload(ctx: BenchContext, p: Params['overload']): Promise<ModeSummary[]> {
+  return compareOn(ctx, 'busy', { baseMs: p.baseMs, slowShare: 0, slowFactor: 1, capacity: 1 }, p, [
+    { label: NO_HEDGE, hedge: undefined },
+    { label: HEDGE_P95, hedge: { delayMs: 'p95' } },
+  ]);
 }
 
 interface HopRun {

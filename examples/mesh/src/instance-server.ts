@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Client } from '@peerlb/client';
 import { CALLER_HEADER, currentDeadline, type DeadlineStats } from '@peerlb/registration';
 import type { InstanceStats, ServiceName } from './protocol.js';
@@ -90,8 +91,12 @@ export class InstanceServer {
         // The slow work stops when the request's deadline passes or its caller leaves.
         const deadline = currentDeadline();
         if (!(await delay(this.slowMs, deadline?.signal))) {
+          // Not a failure of this instance: nobody waits for the answer any more.
           this.stoppedByDeadline++;
-          throw new HttpError(504, 'deadline passed: work stopped');
+          this.served++;
+          this.inFlight--;
+          this.respond(res, { status: 504, body: { error: 'deadline', message: 'deadline passed: work stopped' } });
+          return;
         }
       }
       const method = req.method ?? 'GET';
@@ -162,18 +167,7 @@ export class InstanceServer {
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. */
 function delay(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return sleep(ms, true, signal ? { signal } : undefined).catch(() => false);
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
