@@ -1,3 +1,4 @@
+import type { DeadlineDemo, HedgingDemo } from './demo-deadline.js';
 import type { DepartureTimes } from './demo-watch.js';
 import type { LoadStats } from './load.js';
 import type { StoppedInstance } from './mesh.js';
@@ -41,6 +42,10 @@ export interface DemoSummary {
     shareAfter: number | null;
   } | null;
   slowed: { label: string; id: string; slowMs: number; shareBefore: number | null; shareAfter: number | null } | null;
+  /** Inventory slowed beyond the gateway's budget (issue 15). */
+  deadline: DeadlineDemo | null;
+  /** A slow-tailed pricing instance and its callers' hedges (issue 15). */
+  hedging: HedgingDemo | null;
   rateLimit: {
     caller: string;
     sent: number;
@@ -77,6 +82,8 @@ export function emptySummary(registry: 'local' | 'consul', instances: number): D
     stopped: null,
     added: null,
     slowed: null,
+    deadline: null,
+    hedging: null,
     rateLimit: null,
     shutdown: null,
     processes: [],
@@ -146,6 +153,20 @@ export function formatSummary(s: DemoSummary): string {
     lines.push(
       `rate limit: caller ${r.caller} sent a burst of ${r.sent}: ${r.ok} ok, ${r.limited} refused with RateLimitedError` +
         (r.retryAfterMs ? ` (retryAfterMs ${r.retryAfterMs.min}..${r.retryAfterMs.max})` : ''),
+    );
+  }
+  if (s.deadline) {
+    const d = s.deadline;
+    lines.push(
+      `deadline: inventory slowed to ${d.slowMs} ms; the gateway's ${d.budgetMs} ms budget answered ${JSON.stringify(d.statuses)}, ` +
+        `slowest ${ms(d.maxLatencyMs)}; inventory stopped ${d.inventoryStopped} of ${d.inventoryServed} requests at their deadline`,
+    );
+  }
+  if (s.hedging) {
+    const h = s.hedging;
+    lines.push(
+      `hedging: ${h.label} slow (${h.slowMs} ms) on ${h.sharePercent}% of requests; ${h.requests} requests, p99 ${ms(h.p99Ms)}; ` +
+        `hedges sent ${h.sent}, won ${h.won}; ${h.label} saw ${h.tailCancelled} requests cancelled`,
     );
   }
   if (s.shutdown) {

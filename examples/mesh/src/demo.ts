@@ -3,6 +3,7 @@ import { Agent } from 'node:http';
 import { killInstance, slowDown, stopInstance } from './actions.js';
 import type { CliArgs } from './args.js';
 import { emptySummary, formatSummary, type Check, type DemoSummary, type Share } from './demo-summary.js';
+import { runDeadlineDemo, runHedgingDemo } from './demo-deadline.js';
 import { watchDeparture } from './demo-watch.js';
 import { httpJson } from './http-json.js';
 import type { InstanceProcess } from './instance-process.js';
@@ -155,6 +156,7 @@ async function scenario(
   const gatewayPeer = async (service: string, id: string) =>
     (await fetchStats(gateway.url, 2_000, agent).catch(() => undefined))?.client.services[service]?.peers.find((p) => p.id === id);
 
+  const deadlineChecks: Check[] = [];
   const load = new LoadGenerator({
     baseUrl: gateway.url,
     ratePerSec: LOAD.ratePerSec,
@@ -280,11 +282,18 @@ async function scenario(
       summary.rateLimit = { caller: r.caller, sent: r.sent, ok: r.ok, limited: r.limited, retryAfterMs: r.retryAfterMs, example: r.example };
       log(`rate limit: ${r.example ?? 'nothing was limited'}`);
     }
+    // Issue 15: the gateway's budget against a slowed inventory, then hedging against a slow tail.
+    const deadline = await runDeadlineDemo(mesh, gateway.url, agent, log);
+    summary.deadline = deadline.result;
+    deadlineChecks.push(...deadline.checks);
+    const hedging = await runHedgingDemo(mesh, gateway.url, agent, log);
+    summary.hedging = hedging.result;
+    deadlineChecks.push(...hedging.checks);
   } finally {
     clearInterval(progress);
     await load.stop();
   }
-  summary.checks.push(...evaluate(summary));
+  summary.checks.push(...evaluate(summary), ...deadlineChecks);
 }
 
 function evaluate(s: DemoSummary): Check[] {

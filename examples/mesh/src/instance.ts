@@ -5,7 +5,7 @@ import { createClient, p2c, peakEwma } from '@peerlb/client';
 import { startService, type StartServiceOptions, type StartedService } from '@peerlb/registration';
 import { registryFromEnv } from '@peerlb/registry';
 import { InstanceServer } from './instance-server.js';
-import { GATEWAY_BUDGET_MS, isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
+import { BACKEND_HEDGE_DELAY_MS, GATEWAY_BUDGET_MS, isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
 import { SERVICE_FACTORIES } from './services/index.js';
 
 // Gateway ports tried after the one asked for, when it is taken.
@@ -45,6 +45,10 @@ const client = createClient({
   rateLimit: isGateway
     ? { ratePerSec: config.userRatePerSec, burst: config.userRatePerSec }
     : { ratePerSec: 500, burst: 500 },
+  // Backends hedge their GETs to pricing and inventory: no answer after 50 ms (these answer in a
+  // few ms), one more attempt on another instance; the first answer wins. Budgeted: see the
+  // client README, Hedged requests.
+  ...(isGateway ? {} : { hedge: { delayMs: BACKEND_HEDGE_DELAY_MS } }),
 });
 
 const id = `${config.service}-${randomBytes(6).toString('base64url')}`;

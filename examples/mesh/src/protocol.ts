@@ -4,6 +4,9 @@ import type { DeadlineStats } from '@peerlb/registration';
 /** The budget the gateway gives each request from outside (`x-peerlb-timeout` when none came). */
 export const GATEWAY_BUDGET_MS = 800;
 
+/** How long a backend's call waits for an answer before it hedges (a second instance). */
+export const BACKEND_HEDGE_DELAY_MS = 50;
+
 /** The backends of the shop, in start order (callees first, so callers find them at once). */
 export const BACKENDS = ['pricing', 'inventory', 'catalog', 'orders'] as const;
 export type BackendName = (typeof BACKENDS)[number];

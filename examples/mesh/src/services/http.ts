@@ -107,8 +107,9 @@ export async function callService<T>(client: Client, options: CallOptions): Prom
 export function errorReply(err: unknown): Reply {
   if (err instanceof HttpError) return { status: err.status, body: { error: err.message } };
   if (err instanceof UpstreamStatusError) {
-    // A 4xx of the callee is the user's problem and is passed on; anything else is ours.
-    const passOn = err.statusCode >= 400 && err.statusCode < 500;
+    // A 4xx of the callee is the user's problem and is passed on, and so is a 504 (the request's
+    // deadline passed down there: it passed here too); anything else is ours.
+    const passOn = (err.statusCode >= 400 && err.statusCode < 500) || err.statusCode === 504;
     return {
       status: passOn ? err.statusCode : 502,
       body: { error: 'upstream_status', service: err.service, upstreamStatus: err.statusCode, upstream: err.upstream },
