@@ -108,6 +108,9 @@ class DispatchAttempt extends Attempt implements Handler {
       return;
     }
     this.mode = FORWARDING;
+    // The answer handed over is this attempt's: the caller's pause/resume follow it, even when a
+    // hedge started after it.
+    this.call.current = this;
     this.headersOutcome = statusOutcome(statusCode, headers, this.call.clock() - this.startedAt);
     this.call.user.onResponseStart?.(this.call.outer, statusCode, headers, statusMessage);
   }
