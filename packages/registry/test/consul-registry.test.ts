@@ -3,6 +3,7 @@ import {
   AbortedError,
   ClosedError,
   ConsulRegistry,
+  InvalidOptionsError,
   NotRegisteredError,
   RegistryAuthError,
   RegistryUnavailableError,
@@ -31,7 +32,8 @@ async function setup(handler?: StubHandler, options: ConsulRegistryOptions = {})
   stubs.push(stub);
   const logs: LogLine[] = [];
   const logger: RegistryLogger = { warn: (message, details) => logs.push({ message, ...(details ? { details } : {}) }) };
-  const registry = new ConsulRegistry({ address: stub.url, token: TOKEN, logger, env: {}, ...options });
+  // The stub has no catalog: register() resolves once the agent accepted it.
+  const registry = new ConsulRegistry({ address: stub.url, token: TOKEN, logger, env: {}, confirmRegistration: false, ...options });
   registries.push(registry);
   return { stub, registry, logs };
 }
@@ -106,10 +108,12 @@ describe('ConsulRegistry.register', () => {
     expect(stub.requests).toHaveLength(0);
   });
 
-  it('maps a 400 to RegistryUnavailableError carrying the status and the agent explanation', async () => {
+  it('maps a 400 to a permanent InvalidOptionsError carrying the status and the agent explanation, not a retryable one', async () => {
     const { registry } = await setup(() => ({ status: 400, text: 'Invalid check: TTL must be > 0 for TTL checks' }));
     const err = await rejection(registry.register(instance, { ttlMs: 1_000 }));
-    expect(err).toBeInstanceOf(RegistryUnavailableError);
+    expect(err).toBeInstanceOf(InvalidOptionsError);
+    expect(err).not.toBeInstanceOf(RegistryUnavailableError);
+    expect(err).toMatchObject({ code: 'PEERLB_INVALID_OPTIONS', field: 'instance' });
     expect(err.message).toContain('400');
     expect(err.message).toContain('TTL must be > 0');
   });

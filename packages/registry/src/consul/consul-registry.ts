@@ -14,8 +14,9 @@ import type {
   WatchOptions,
 } from '../types.js';
 import {
-  acceptInstances,
+  MAX_INSTANCE_ID_LENGTH,
   matchesFilter,
+  parseInstance,
   validateCheckSpec,
   validateFilter,
   validateInstanceId,
@@ -23,10 +24,21 @@ import {
   validateServiceName,
 } from '../validate.js';
 import { WatchEmitter } from '../watch-emitter.js';
+import { sleep } from '../backoff.js';
+import type { NormalisedCheck } from '../validate.js';
 import { runBlockingWatch } from './blocking-watch.js';
 import { ConsulApi, ConsulStatusError, type CallControl, type TtlUpdate } from './consul-api.js';
-import { goDuration, instanceFromHealthEntry, serviceRegistration, ttlCheckId } from './consul-mapping.js';
-import { resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
+import {
+  goDuration,
+  instanceFromHealthEntry,
+  isHealthEntry,
+  nodeOfEntry,
+  nodeQualifiedId,
+  serviceRegistration,
+  ttlCheckId,
+} from './consul-mapping.js';
+import { isIpv6Host, resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
+import { OncePerEntry } from './once-per-entry.js';
 
 const TTL_UPDATES: Record<CheckStatus, TtlUpdate> = { passing: 'pass', warning: 'warn', critical: 'fail' };
 // How Consul answers a TTL update for a check it does not have: 404 "Unknown check ID" on current
@@ -35,6 +47,9 @@ const UNKNOWN_CHECK = /does not have associated TTL|unknown check/i;
 // How Consul answers deregistering a service it does not have: 404 on current agents, 200 on 1.8
 // without ACLs, 500 "Unknown service ..." on 1.8 with ACLs. Already gone is what we wanted.
 const UNKNOWN_SERVICE = /unknown service/i;
+// Consul reserves this meta key prefix and allows at most 64 pairs (a 400 otherwise).
+const RESERVED_META_PREFIX = 'consul-';
+const MAX_META_PAIRS = 64;
 
 /**
  * The production registry: a Consul agent's HTTP API through the `consul` package.
@@ -55,12 +70,20 @@ export class ConsulRegistry implements Registry {
   /** Instance id -> whether this object registered it with a TTL check. */
   private readonly ttlOf = new Map<string, boolean>();
   private closed = false;
+  private readonly dropped: OncePerEntry;
+  /** Things said once per registry object (a key per warning), so a loop cannot flood the log. */
+  private readonly warned = new Set<string>();
+  readonly #hasToken: boolean;
+  /** The agent's node name, once known (undefined: not asked yet; null: cannot be read). */
+  #node: string | null | undefined;
 
   constructor(options: ConsulRegistryOptions = {}) {
     // The token and the TLS settings (which hold the client key) go to the API object only.
     const { token, tls, ...config } = resolveConsulOptions(options);
     this.config = config;
-    this.#api = new ConsulApi({ endpoint: config.endpoint, token, tls });
+    this.#hasToken = token !== undefined;
+    this.dropped = new OncePerEntry(config.logger);
+    this.#api = new ConsulApi({ endpoint: config.endpoint, token, tls, maxResponseBytes: config.maxResponseBytes });
     if (!tls.verify && config.endpoint.secure) {
       config.logger.warn(
         `consul: TLS certificate verification is off (tlsVerify: false or CONSUL_HTTP_SSL_VERIFY=false): anything that answers at ${config.endpoint.origin} is trusted as the agent`,
@@ -74,12 +97,22 @@ export class ConsulRegistry implements Registry {
     return this.config.endpoint.origin;
   }
 
+  /**
+   * Registers with the local agent, then waits until the catalog shows the instance: an agent
+   * accepts a registration (200) even when it reaches no Consul server, and syncs it later. Until
+   * the catalog has it nobody can discover it, so that is not "registered": after
+   * `requestTimeoutMs` this rejects with a `RegistryUnavailableError` saying so (the agent keeps
+   * the registration and syncs it when it can; registering again is harmless).
+   */
   async register(input: ServiceInstanceInput, check: HealthCheckSpec, options: CallOptions = {}): Promise<void> {
     this.assertOpen();
     const instance = validateInstanceInput(input);
-    const normalised = validateCheckSpec(check);
+    validateConsulMeta(instance.meta);
+    const normalised = this.clampReap(validateCheckSpec(check));
+    this.warnUnreachableCheck(instance, normalised);
     await this.call(options.signal, (c) => this.#api.registerService(serviceRegistration(instance, normalised), c));
     this.ttlOf.set(instance.id, normalised.ttlMs !== undefined);
+    if (this.config.confirmRegistration) await this.confirmInCatalog(instance, options.signal);
   }
 
   async deregister(id: string, options: CallOptions = {}): Promise<void> {
@@ -147,7 +180,10 @@ export class ConsulRegistry implements Registry {
           { service, ...this.dc(), ...(index === undefined ? {} : { index: index.toString(), wait: goDuration(waitMs) }) },
           { signals: [signal], timeoutMs: index === undefined ? requestTimeoutMs : blockingTimeoutMs },
         ),
-      toInstances: (body) => this.toInstances(service, body, filter),
+      toInstances: (body) => {
+        if (Array.isArray(body) && body.length === 0 && this.#hasToken) void this.explainEmpty(service);
+        return this.toInstances(service, body, filter);
+      },
       emitter,
       minIntervalMs: this.config.minWatchIntervalMs,
       backoff: this.config.backoff,
@@ -170,37 +206,147 @@ export class ConsulRegistry implements Registry {
     this.#api.close();
   }
 
+  /** Polls the catalog (health view, any status) until it holds `instance` on this agent's node. */
+  private async confirmInCatalog(instance: ServiceInstance, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + this.config.requestTimeoutMs;
+    let lastProblem = 'not in the catalog yet';
+    for (let pauseMs = 25; ; pauseMs = Math.min(pauseMs * 2, 500)) {
+      try {
+        const node = await this.agentNode(signal);
+        const reply = await this.call(signal, (c) => this.#api.healthService({ service: instance.service, ...this.dc(), all: true }, c));
+        const found =
+          Array.isArray(reply.body) &&
+          reply.body.some((entry) => {
+            const id = (entry as { Service?: { ID?: unknown } } | null)?.Service?.ID;
+            return id === instance.id && (node === null || nodeOfEntry(entry) === node);
+          });
+        if (found) return;
+        lastProblem = 'not in the catalog yet';
+      } catch (err) {
+        // Reads fail while the cluster has no leader ("No cluster leader", "No known Consul
+        // servers"): the same situation, keep waiting. Anything else is the caller's to see.
+        if (!(err instanceof RegistryUnavailableError)) throw err;
+        lastProblem = err.message;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new RegistryUnavailableError(
+          `consul: the agent at ${this.address} accepted instance "${instance.id}" but the catalog does not show it after ${this.config.requestTimeoutMs} ms (${lastProblem}); it is not discoverable yet, and the agent will sync it once it reaches a Consul server`,
+        );
+      }
+      await this.call(signal, () => sleep(Math.min(pauseMs, left), signal));
+    }
+  }
+
+  /** This agent's node name (asked once), or null when the token may not read it: then ids alone are matched. */
+  private async agentNode(signal: AbortSignal | undefined): Promise<string | null> {
+    if (this.#node === undefined) {
+      const name = await this.call(signal, (c) => this.#api.nodeName(c)).catch((err: unknown) => {
+        // An agent (or double) without /v1/agent/self: match by id only.
+        if (err instanceof ConsulStatusError && err.status === 404) return undefined;
+        throw err;
+      });
+      this.#node = name ?? null;
+    }
+    return this.#node;
+  }
+
+  /** A real agent raises DeregisterCriticalServiceAfter below 1 minute to 1 minute: say so, and send what it will do. */
+  private clampReap(check: NormalisedCheck): NormalisedCheck {
+    const min = this.config.minDeregisterCriticalAfterMs;
+    const asked = check.deregisterCriticalAfterMs;
+    if (asked === undefined || asked >= min) return check;
+    this.warnOnce(
+      'reap-clamp',
+      `consul: deregisterCriticalAfterMs ${asked} is below Consul's minimum; raised to ${min} ms (a real agent reaps every 30 s, so removal comes ${min / 1000} to ${min / 1000 + 30} s after the instance turned critical)`,
+    );
+    return { ...check, deregisterCriticalAfterMs: min };
+  }
+
+  /**
+   * A real agent runs HTTP checks from its own host: an instance that advertises a loopback
+   * address to an agent on another host is polled on that host's loopback and never passes.
+   */
+  private warnUnreachableCheck(instance: ServiceInstance, check: NormalisedCheck): void {
+    if (!check.http || !('path' in check.http.target)) return;
+    if (!isLoopback(instance.address) || isLoopback(this.config.endpoint.host)) return;
+    this.warnOnce(
+      `loopback:${instance.id}`,
+      `consul: instance "${instance.id}" advertises the loopback address ${instance.address} but the agent at ${this.address} is not on this host: the agent runs the HTTP check from its own host, so it can never pass, and callers elsewhere cannot reach the instance. Advertise an address the agent can reach.`,
+    );
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.config.logger.warn(message, { source: 'consul' });
+  }
+
+  /**
+   * A token without `service:read` gets `200 []` from Consul (filtered, not refused), which looks
+   * like "no instances" forever. On a watch's first empty answer for a service, ask what the token
+   * is; unless it is a management token (or ACLs are off), say once that it may be filtering.
+   * (Consul 1.8 has no header telling filtered answers apart; without a token nothing is asked.)
+   */
+  private async explainEmpty(service: string): Promise<void> {
+    const key = `empty:${service.toLowerCase()}`;
+    if (this.warned.has(key) || this.closed) return;
+    this.warned.add(key);
+    const self = await this.call(undefined, (c) => this.#api.tokenSelf(c)).catch(() => undefined);
+    if (self === undefined || self.aclsOff || self.management) return;
+    this.config.logger.warn(
+      `consul: no instance of "${service}" is visible to this ACL token. Consul answers an empty list, not an error, when a token lacks service:read on a service: if "${service}" has instances, check the token's policy.`,
+      { source: 'consul', service },
+    );
+  }
+
   private async requireService(id: string, signal: AbortSignal | undefined): Promise<void> {
     const known = await this.call(signal, (c) => this.#api.agentHasService(id, c));
     if (!known) throw new NotRegisteredError(id);
   }
 
+  /**
+   * The usable instances of a health answer. Entries other tools wrote (port 0, odd ids) are
+   * dropped with one warning per distinct entry; an answer of such entries only is an empty
+   * service, not an error, so it cannot stall a watch. An answer with garbage in place of entries
+   * and nothing usable is an error: it leaves watchers serving what they had. A `Service.ID` on
+   * several nodes (Consul ids are unique per agent only) becomes `id@node` on each of them.
+   */
   private toInstances(service: string, body: unknown, filter: InstanceFilter | undefined): ServiceInstance[] {
     if (!Array.isArray(body)) {
       throw new RegistryUnavailableError(`consul GET /v1/health/service/${service}: expected a JSON array`);
     }
-    const raws: unknown[] = [];
+    const what = `a consul read of "${service}"`;
+    const valid: Array<{ instance: ServiceInstance; node: string | undefined }> = [];
+    let garbled = false;
+    this.dropped.begin();
     for (const entry of body) {
+      if (!isHealthEntry(entry)) garbled = true;
       const raw = instanceFromHealthEntry(entry);
       const name = (raw as { service?: unknown } | null)?.service;
       // Consul matches service names case-insensitively; anything else is not what we asked for.
       if (typeof name === 'string' && name.toLowerCase() !== service.toLowerCase()) {
-        this.config.logger.warn(`dropped instance of service ${JSON.stringify(name)} from a consul read of "${service}"`, {
+        this.dropped.report(entry, () => `dropped instance of service ${JSON.stringify(name)} from ${what}`, { source: 'consul' });
+        continue;
+      }
+      const result = parseInstance(raw);
+      if (!result.ok) {
+        this.dropped.report(entry, () => `dropped invalid instance from consul: ${result.field}: ${result.reason}`, {
           source: 'consul',
+          field: result.field,
         });
         continue;
       }
-      raws.push(raw);
+      valid.push({ instance: result.value, node: nodeOfEntry(entry) });
     }
-    const valid = acceptInstances(raws, 'consul', this.config.logger);
-    // Entries, none of them usable: a garbled answer, not news that the service is gone. As an
-    // error it leaves watchers serving what they had, rather than an empty list.
-    if (body.length > 0 && valid.length === 0) {
+    this.dropped.end(what);
+    if (garbled && valid.length === 0) {
       throw new RegistryUnavailableError(
         `consul GET /v1/health/service/${service}: none of the ${body.length} entries is a valid instance`,
       );
     }
-    return filter === undefined ? valid : valid.filter((instance) => matchesFilter(instance, filter));
+    const instances = uniqueIds(valid);
+    return filter === undefined ? instances : instances.filter((instance) => matchesFilter(instance, filter));
   }
 
   private dc(): { datacenter?: string } {
@@ -221,6 +367,46 @@ export class ConsulRegistry implements Registry {
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('ConsulRegistry');
   }
+}
+
+/** Sorted by id, each id once: ids used on several nodes are qualified by their node. */
+function uniqueIds(found: Array<{ instance: ServiceInstance; node: string | undefined }>): ServiceInstance[] {
+  const count = new Map<string, number>();
+  for (const { instance } of found) count.set(instance.id, (count.get(instance.id) ?? 0) + 1);
+  const out: ServiceInstance[] = [];
+  const seen = new Set<string>();
+  for (const { instance, node } of found) {
+    let value = instance;
+    if (count.get(instance.id)! > 1) {
+      const parsed = parseInstance({ ...instance, id: nodeQualifiedId(instance.id, node, MAX_INSTANCE_ID_LENGTH) });
+      if (!parsed.ok) continue;
+      value = parsed.value;
+    }
+    // The same id on the same node twice is one instance reported twice.
+    if (seen.has(value.id)) continue;
+    seen.add(value.id);
+    out.push(value);
+  }
+  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** Consul's own limits on service meta, checked before the agent answers 400. */
+function validateConsulMeta(meta: Readonly<Record<string, string>>): void {
+  const keys = Object.keys(meta);
+  if (keys.length > MAX_META_PAIRS) {
+    throw new InvalidOptionsError('instance.meta', `Consul allows at most ${MAX_META_PAIRS} meta pairs, got ${keys.length}`);
+  }
+  const reserved = keys.find((k) => k.startsWith(RESERVED_META_PREFIX));
+  if (reserved !== undefined) {
+    throw new InvalidOptionsError(`instance.meta.${reserved}`, `the key prefix "${RESERVED_META_PREFIX}" is reserved by Consul`);
+  }
+}
+
+function isLoopback(host: string): boolean {
+  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
+  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
+  if (isIpv6Host(bare)) return bare === '::1' || bare.startsWith('::ffff:127.');
+  return /^127\.\d+\.\d+\.\d+$/.test(bare);
 }
 
 function isUnknownService(err: unknown): boolean {
