@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import type { RegistryLogger } from '../types.js';
 
 /** How many distinct entries are remembered; beyond it the oldest are forgotten (and may warn again). */
@@ -6,45 +6,60 @@ const REMEMBERED = 10_000;
 /** Warnings one read may produce before the rest of that read are summed up in one line. */
 const PER_READ = 10;
 
+interface Pending {
+  message: () => string;
+  details: Record<string, unknown>;
+}
+
 /**
- * Warns about a dropped registry entry once per distinct entry, not once per read: a watch reads
+ * Warns about dropped registry entries once per distinct entry, not once per read: a watch reads
  * the same answer again after every change, and three bad entries written by another tool would
  * otherwise fill the log (153 lines in 5 s), 100,000 of them block the event loop. An entry is
- * identified by a digest of its content; a changed entry is a new one and warns again.
+ * identified by a digest of its content; a changed entry is a new one and warns again. A read
+ * whose dropped entries are exactly those of the previous read says nothing, however many there
+ * are (more than are remembered one by one).
  */
 export class OncePerEntry {
   private readonly seen = new Map<string, true>();
-  private pending = 0;
-  private emitted = 0;
+  private readDigest: Hash | undefined;
+  private lastReadDigest = '';
+  private pending: Pending[] = [];
+  private unlisted = 0;
 
   constructor(private readonly logger: RegistryLogger) {}
 
-  /** Starts one read: the per-read limit counts from here. */
+  /** Starts one read. */
   begin(): void {
-    this.emitted = 0;
-    this.pending = 0;
+    this.readDigest = createHash('sha1');
+    this.pending = [];
+    this.unlisted = 0;
   }
 
-  /** Warns with `message()` unless `entry` was reported before. */
+  /** Notes a dropped entry; `message()` is only called if it is reported. */
   report(entry: unknown, message: () => string, details: Record<string, unknown>): void {
     const key = digest(entry);
+    this.readDigest?.update(key);
     if (this.seen.has(key)) return;
     this.seen.set(key, true);
     if (this.seen.size > REMEMBERED) this.seen.delete(this.seen.keys().next().value!);
-    if (this.emitted < PER_READ) {
-      this.emitted++;
-      this.logger.warn(message(), details);
-    } else {
-      this.pending++;
-    }
+    if (this.pending.length < PER_READ) this.pending.push({ message, details });
+    else this.unlisted++;
   }
 
-  /** Ends one read: entries over the per-read limit are summed up in one line. */
+  /** Ends one read: warns about its new dropped entries, the ones over the per-read limit in one line. */
   end(what: string): void {
-    if (this.pending > 0) {
-      this.logger.warn(`dropped ${this.pending} more invalid entries from ${what} (not listed one by one)`, { source: 'consul' });
+    const read = this.readDigest?.digest('base64') ?? '';
+    this.readDigest = undefined;
+    const repeat = read === this.lastReadDigest;
+    this.lastReadDigest = read;
+    if (!repeat) {
+      for (const p of this.pending) this.logger.warn(p.message(), p.details);
+      if (this.unlisted > 0) {
+        this.logger.warn(`dropped ${this.unlisted} more invalid entries from ${what} (not listed one by one)`, { source: 'consul' });
+      }
     }
-    this.pending = 0;
+    this.pending = [];
+    this.unlisted = 0;
   }
 }
 
