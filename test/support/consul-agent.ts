@@ -53,6 +53,11 @@ export interface ConsulAgent {
   kill(): Promise<void>;
   /** Starts the process again (same config, same data dir) and waits until its HTTP API answers. */
   start(): Promise<void>;
+  /**
+   * SIGKILL, delete its data dir, start again: an agent that lost its state (same node name and
+   * id, no services). Its services leave the catalog at its next anti-entropy sync.
+   */
+  forget(): Promise<void>;
   /** The agent's log so far, for failure messages. */
   log(): string;
 }
@@ -101,6 +106,8 @@ interface AgentSpec {
   ready?: (agent: ConsulAgent) => Promise<boolean>;
   /** Headers for the readiness probe (the token, when ACLs deny anonymous reads). */
   readyHeaders?: Record<string, string>;
+  /** The agent's data dir, if it has one on disk. */
+  dataDir?: string;
 }
 
 async function launchAgent(spec: AgentSpec): Promise<ConsulAgent> {
@@ -196,6 +203,12 @@ class AgentProcess implements ConsulAgent {
     } catch {
       return false;
     }
+  }
+
+  async forget(): Promise<void> {
+    await this.kill();
+    if (this.spec.dataDir !== undefined) rmSync(this.spec.dataDir, { recursive: true, force: true });
+    await this.start();
   }
 
   async kill(): Promise<void> {
@@ -318,8 +331,10 @@ export async function startCluster(options: { servers?: number; clients?: number
   try {
     const joinAddrs: string[] = [];
     const retryJoin = () => JSON.stringify(joinAddrs);
+    // A fixed node id: an agent that lost its data dir comes back as the same node.
     const common = (name: string, ports: AgentPorts, host: string) =>
       `${portsHcl(ports)}${FAST_TIMINGS}data_dir = "${join(dir, name)}"
+node_id = "${randomUUID()}"
 datacenter = "dc1"
 log_level = "info"
 disable_update_check = true
@@ -334,6 +349,7 @@ advertise_addr = "${host}"
       const agent = await launchAgent({
         name,
         dir,
+        dataDir: join(dir, name),
         args: [],
         hcl: (host, ports) => `${common(name, ports, host)}server = true\nbootstrap_expect = ${serverCount}\n`,
       });
@@ -343,7 +359,7 @@ advertise_addr = "${host}"
     for (let i = 0; i < clientCount; i++) {
       const name = `client-${i + 1}`;
       clients.push(
-        await launchAgent({ name, dir, args: [], hcl: (host, ports) => `${common(name, ports, host)}server = false\n` }),
+        await launchAgent({ name, dir, dataDir: join(dir, name), args: [], hcl: (host, ports) => `${common(name, ports, host)}server = false\n` }),
       );
     }
     const cluster: ConsulCluster = {
