@@ -93,6 +93,8 @@ interface ServiceRecord {
   address: string;
   port: number;
   meta: Record<string, string>;
+  /** A real agent (1.8.7) answers `Meta: null` for a service registered without meta. */
+  metaGiven: boolean;
   weights: { Passing: number; Warning: number };
   enableTagOverride: boolean;
   createIndex: number;
@@ -575,7 +577,8 @@ class ConsulAgentDouble implements ConsulDouble {
     if (identity === 'anonymous') return this.denied(res, name);
 
     const existing = this.services.get(id);
-    const service: ServiceRecord = { id, name, tags, address, port, meta, weights, enableTagOverride, createIndex: 0, modifyIndex: 0 };
+    const metaGiven = field(body, 'Meta') !== undefined && field(body, 'Meta') !== null;
+    const service: ServiceRecord = { id, name, tags, address, port, meta, metaGiven, weights, enableTagOverride, createIndex: 0, modifyIndex: 0 };
     const serviceKey = (s: ServiceRecord) => JSON.stringify([s.name, s.tags, s.address, s.port, s.meta, s.weights, s.enableTagOverride]);
     let changed = !existing || serviceKey(existing) !== serviceKey(service);
 
@@ -864,7 +867,7 @@ class ConsulAgentDouble implements ConsulDouble {
             Service: s.name,
             Tags: [...s.tags],
             Address: s.address,
-            Meta: { ...s.meta },
+            Meta: s.metaGiven ? { ...s.meta } : null,
             Port: s.port,
             Weights: { ...s.weights },
             EnableTagOverride: s.enableTagOverride,
