@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConsulRegistry, type ConsulRegistryOptions, type RegistryLogger, type WatchUpdate } from '../src/index.js';
-import { healthEntry, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
+import { healthEntry, rejection, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
 
 // What a hostile or sloppy agent (or another tool's data) must not do to the Consul adapter:
 // leak the token, flood the log, blow up memory, or collapse two instances into one peer.
@@ -40,14 +40,6 @@ function leaksToken(text: string): boolean {
   return false;
 }
 
-async function errorOf(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('regression (issue 12 item 9): the ACL token never reaches an error message or the log', () => {
   it('an error body echoing the token at any position, plain or JSON-escaped, is scrubbed before it is cut', async () => {
@@ -56,7 +48,7 @@ describe('regression (issue 12 item 9): the ACL token never reaches an error mes
     const { registry, lines } = await setup(() => ({ status: 500, text: body }));
     for (position = 0; position <= 420; position += 1) {
       body = `${'x'.repeat(position)}${TOKEN} rest of the agent's explanation`;
-      const err = await errorOf(registry.list('web'));
+      const err = await rejection(registry.list('web'));
       expect(err.message, `token at ${position}`).toContain('HTTP 500');
       expect(leaksToken(err.message), `token at ${position}: ${err.message}`).toBe(false);
       expect(leaksToken(JSON.stringify(err)), `token at ${position}`).toBe(false);
@@ -69,7 +61,7 @@ describe('regression (issue 12 item 9): the ACL token never reaches an error mes
     const { registry, lines } = await setup(() => ({ headers: { 'content-type': 'application/json', 'x-consul-index': '3' }, text: body }));
     for (let position = 0; position <= 300; position += 7) {
       body = `[{"Node": ${'y'.repeat(position)}${TOKEN}`;
-      const err = await errorOf(registry.list('web'));
+      const err = await rejection(registry.list('web'));
       expect(err.message).toMatch(/not valid JSON/);
       expect(leaksToken(err.message), `token at ${position}: ${err.message}`).toBe(false);
     }

@@ -10,7 +10,7 @@ import {
   type ConsulRegistryOptions,
   type RegistryLogger,
 } from '../src/index.js';
-import { healthEntry, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
+import { healthEntry, rejection, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
 
 const TOKEN = 'b3f1c2d4-secret-token-7a9e';
 
@@ -40,14 +40,6 @@ async function setup(handler?: StubHandler, options: ConsulRegistryOptions = {})
 
 const instance = { id: 'web-1', service: 'web', address: '127.0.0.1', port: 8080, tags: ['v1'], meta: { zone: 'a' } };
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('ConsulRegistry.register', () => {
   it('PUTs the documented registration body with separate HTTP and TTL checks, explicit ids and Go durations', async () => {
