@@ -102,8 +102,8 @@ describe('real Consul 1.8.7: divergences from the double, fixed', () => {
     expect(Object.hasOwn(services, inst.id)).toBe(false);
   });
 
-  it('entries other tools write: "_nomad-task-" ids, empty tags, no meta and dotted names are served; port 0 is dropped with one warning', async () => {
-    const service = unique('tool.v1');
+  it('entries other tools write: "_nomad-task-" ids, empty tags and no meta are served; port 0 is dropped with one warning', async () => {
+    const service = unique('tool');
     const nomadId = `_nomad-task-${newToken()}-group-web-web-http`;
     await agentApi(plain, 'PUT', '/v1/agent/service/register', {
       ID: nomadId, Name: service, Address: '127.0.0.1', Port: 8080, Tags: ['', 'web'], Check: { TTL: '60s', Status: 'passing' },

@@ -2,7 +2,7 @@
 export interface ServiceInstance {
   /** Unique across the registry. Letters, digits and `_ . : @ -`, 1..128 chars, not starting with `. : @ -`. */
   readonly id: string;
-  /** Service name: letters, digits, `_ . -`, 1..63 chars, starting with a letter or digit. */
+  /** Service name: letters, digits, `_` and `-`, 1..63 chars, starting with a letter or digit. */
   readonly service: string;
   /** IPv4, IPv6 or a DNS host name. */
   readonly address: string;

@@ -8,10 +8,11 @@ import type {
   ServiceInstanceInput,
 } from './types.js';
 
-// DNS-name-like: Consul warns on names that are not DNS compatible, and the local registry
-// uses them in file contents; keeping one rule for every adapter keeps services portable. Dots
-// are allowed (not first): real Consul catalogs hold names like "web.v1".
-const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+// DNS-label-like: Consul warns on names that are not DNS compatible, and the local registry
+// uses them in file contents; keeping one rule for every adapter keeps services portable. No dots,
+// although Consul catalogs hold names like "web.v1": the client's dispatcher tells a service
+// (http://<service>/path) from a real host name by them.
+const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
 // Ids become file names in the local registry: no slash, no leading dot, bounded length. A
 // leading underscore (Nomad's "_nomad-task-...") and "@" (a Consul id qualified by its node when
 // several nodes use it) are allowed.
@@ -122,7 +123,7 @@ export function validateServiceName(name: unknown, field = 'service'): string {
   if (!isValidServiceName(name)) {
     throw new InvalidOptionsError(
       field,
-      `invalid service name ${describe(name)}: use 1..63 letters, digits, _ . or -, starting with a letter or digit`,
+      `invalid service name ${describe(name)}: use 1..63 letters, digits, _ or -, starting with a letter or digit`,
     );
   }
   return name;
