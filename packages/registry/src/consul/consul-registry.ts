@@ -181,7 +181,7 @@ export class ConsulRegistry implements Registry {
           { signals: [signal], timeoutMs: index === undefined ? requestTimeoutMs : blockingTimeoutMs },
         ),
       toInstances: (body) => {
-        if (Array.isArray(body) && body.length === 0 && this.#hasToken) void this.explainEmpty(service);
+        if (Array.isArray(body) && body.length === 0 && this.#hasToken) void this.explainEmpty(service).catch(() => {});
         return this.toInstances(service, body, filter);
       },
       emitter,
@@ -231,7 +231,7 @@ export class ConsulRegistry implements Registry {
       const left = deadline - performance.now();
       if (left <= 0) {
         throw new RegistryUnavailableError(
-          `consul: the agent at ${this.address} accepted instance "${instance.id}" but the catalog does not show it after ${this.config.requestTimeoutMs} ms (${lastProblem}); it is not discoverable yet, and the agent will sync it once it reaches a Consul server`,
+          `consul: the agent at ${this.address} accepted instance "${instance.id}" but the catalog does not show it after ${this.config.requestTimeoutMs} ms (${lastProblem}); it is not discoverable yet, and the agent will sync it once it reaches a Consul server${this.#hasToken ? ' (if the cluster is healthy: this token needs service:read and node:read to see it)' : ''}`,
         );
       }
       await this.call(signal, () => sleep(Math.min(pauseMs, left), signal));

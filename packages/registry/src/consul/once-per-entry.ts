@@ -22,7 +22,8 @@ interface Pending {
 export class OncePerEntry {
   private readonly seen = new Map<string, true>();
   private readDigest: Hash | undefined;
-  private lastReadDigest = '';
+  /** Per source (one service's reads), the digest of the dropped entries of its last read. */
+  private readonly lastReadDigest = new Map<string, string>();
   private pending: Pending[] = [];
   private unlisted = 0;
 
@@ -46,12 +47,15 @@ export class OncePerEntry {
     else this.unlisted++;
   }
 
-  /** Ends one read: warns about its new dropped entries, the ones over the per-read limit in one line. */
+  /**
+   * Ends one read of `what` (one per service: its name keys the repeat check): warns about its new
+   * dropped entries, the ones over the per-read limit in one line.
+   */
   end(what: string): void {
     const read = this.readDigest?.digest('base64') ?? '';
     this.readDigest = undefined;
-    const repeat = read === this.lastReadDigest;
-    this.lastReadDigest = read;
+    const repeat = read === this.lastReadDigest.get(what);
+    this.lastReadDigest.set(what, read);
     if (!repeat) {
       for (const p of this.pending) this.logger.warn(p.message(), p.details);
       if (this.unlisted > 0) {
