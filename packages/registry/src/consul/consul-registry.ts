@@ -14,9 +14,7 @@ import type {
   WatchOptions,
 } from '../types.js';
 import {
-  MAX_INSTANCE_ID_LENGTH,
   matchesFilter,
-  parseInstance,
   validateCheckSpec,
   validateFilter,
   validateInstanceId,
@@ -28,17 +26,11 @@ import { sleep } from '../backoff.js';
 import type { NormalisedCheck } from '../validate.js';
 import { runBlockingWatch } from './blocking-watch.js';
 import { ConsulApi, ConsulStatusError, type CallControl, type TtlUpdate } from './consul-api.js';
-import {
-  goDuration,
-  instanceFromHealthEntry,
-  isHealthEntry,
-  nodeOfEntry,
-  nodeQualifiedId,
-  serviceRegistration,
-  ttlCheckId,
-} from './consul-mapping.js';
-import { isIpv6Host, resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
+import { goDuration, nodeOfEntry, serviceRegistration, ttlCheckId } from './consul-mapping.js';
+import { resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
+import { instancesFromHealthAnswer } from './health-answer.js';
 import { OncePerEntry } from './once-per-entry.js';
+import { isLoopback, validateConsulMeta } from './registration-limits.js';
 
 const TTL_UPDATES: Record<CheckStatus, TtlUpdate> = { passing: 'pass', warning: 'warn', critical: 'fail' };
 // How Consul answers a TTL update for a check it does not have: 404 "Unknown check ID" on current
@@ -47,9 +39,6 @@ const UNKNOWN_CHECK = /does not have associated TTL|unknown check/i;
 // How Consul answers deregistering a service it does not have: 404 on current agents, 200 on 1.8
 // without ACLs, 500 "Unknown service ..." on 1.8 with ACLs. Already gone is what we wanted.
 const UNKNOWN_SERVICE = /unknown service/i;
-// Consul reserves this meta key prefix and allows at most 64 pairs (a 400 otherwise).
-const RESERVED_META_PREFIX = 'consul-';
-const MAX_META_PAIRS = 64;
 
 /**
  * The production registry: a Consul agent's HTTP API through the `consul` package.
@@ -305,47 +294,8 @@ export class ConsulRegistry implements Registry {
     if (!known) throw new NotRegisteredError(id);
   }
 
-  /**
-   * The usable instances of a health answer. Entries other tools wrote (port 0, odd ids) are
-   * dropped with one warning per distinct entry; an answer of such entries only is an empty
-   * service, not an error, so it cannot stall a watch. An answer with garbage in place of entries
-   * and nothing usable is an error: it leaves watchers serving what they had. A `Service.ID` on
-   * several nodes (Consul ids are unique per agent only) becomes `id@node` on each of them.
-   */
   private toInstances(service: string, body: unknown, filter: InstanceFilter | undefined): ServiceInstance[] {
-    if (!Array.isArray(body)) {
-      throw new RegistryUnavailableError(`consul GET /v1/health/service/${service}: expected a JSON array`);
-    }
-    const what = `a consul read of "${service}"`;
-    const valid: Array<{ instance: ServiceInstance; node: string | undefined }> = [];
-    let garbled = false;
-    this.dropped.begin();
-    for (const entry of body) {
-      if (!isHealthEntry(entry)) garbled = true;
-      const raw = instanceFromHealthEntry(entry);
-      const name = (raw as { service?: unknown } | null)?.service;
-      // Consul matches service names case-insensitively; anything else is not what we asked for.
-      if (typeof name === 'string' && name.toLowerCase() !== service.toLowerCase()) {
-        this.dropped.report(entry, () => `dropped instance of service ${JSON.stringify(name)} from ${what}`, { source: 'consul' });
-        continue;
-      }
-      const result = parseInstance(raw);
-      if (!result.ok) {
-        this.dropped.report(entry, () => `dropped invalid instance from consul: ${result.field}: ${result.reason}`, {
-          source: 'consul',
-          field: result.field,
-        });
-        continue;
-      }
-      valid.push({ instance: result.value, node: nodeOfEntry(entry) });
-    }
-    this.dropped.end(what);
-    if (garbled && valid.length === 0) {
-      throw new RegistryUnavailableError(
-        `consul GET /v1/health/service/${service}: none of the ${body.length} entries is a valid instance`,
-      );
-    }
-    const instances = uniqueIds(valid);
+    const instances = instancesFromHealthAnswer(service, body, this.dropped);
     return filter === undefined ? instances : instances.filter((instance) => matchesFilter(instance, filter));
   }
 
@@ -367,46 +317,6 @@ export class ConsulRegistry implements Registry {
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('ConsulRegistry');
   }
-}
-
-/** Sorted by id, each id once: ids used on several nodes are qualified by their node. */
-function uniqueIds(found: Array<{ instance: ServiceInstance; node: string | undefined }>): ServiceInstance[] {
-  const count = new Map<string, number>();
-  for (const { instance } of found) count.set(instance.id, (count.get(instance.id) ?? 0) + 1);
-  const out: ServiceInstance[] = [];
-  const seen = new Set<string>();
-  for (const { instance, node } of found) {
-    let value = instance;
-    if (count.get(instance.id)! > 1) {
-      const parsed = parseInstance({ ...instance, id: nodeQualifiedId(instance.id, node, MAX_INSTANCE_ID_LENGTH) });
-      if (!parsed.ok) continue;
-      value = parsed.value;
-    }
-    // The same id on the same node twice is one instance reported twice.
-    if (seen.has(value.id)) continue;
-    seen.add(value.id);
-    out.push(value);
-  }
-  return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-}
-
-/** Consul's own limits on service meta, checked before the agent answers 400. */
-function validateConsulMeta(meta: Readonly<Record<string, string>>): void {
-  const keys = Object.keys(meta);
-  if (keys.length > MAX_META_PAIRS) {
-    throw new InvalidOptionsError('instance.meta', `Consul allows at most ${MAX_META_PAIRS} meta pairs, got ${keys.length}`);
-  }
-  const reserved = keys.find((k) => k.startsWith(RESERVED_META_PREFIX));
-  if (reserved !== undefined) {
-    throw new InvalidOptionsError(`instance.meta.${reserved}`, `the key prefix "${RESERVED_META_PREFIX}" is reserved by Consul`);
-  }
-}
-
-function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '').toLowerCase();
-  if (bare === 'localhost' || bare.endsWith('.localhost')) return true;
-  if (isIpv6Host(bare)) return bare === '::1' || bare.startsWith('::ffff:127.');
-  return /^127\.\d+\.\d+\.\d+$/.test(bare);
 }
 
 function isUnknownService(err: unknown): boolean {
