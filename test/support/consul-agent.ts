@@ -68,7 +68,7 @@ function killAllAtExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
+    for (const child of live) killGroup(child);
   });
 }
 
@@ -169,18 +169,21 @@ class AgentProcess implements ConsulAgent {
   async start(): Promise<void> {
     if (this.running) return;
     const out = openSync(this.logFile, 'a');
-    const child = spawn(
-      this.binary,
-      [
-        'agent',
-        ...this.spec.args,
-        `-node=${this.spec.name}`,
-        `-bind=${this.host}`,
-        `-client=${this.host}`,
-        `-config-file=${this.configFile}`,
-      ],
-      { stdio: ['ignore', out, out] },
-    );
+    const args = [
+      'agent',
+      ...this.spec.args,
+      `-node=${this.spec.name}`,
+      `-bind=${this.host}`,
+      `-client=${this.host}`,
+      `-config-file=${this.configFile}`,
+    ];
+    // In its own process group under a watchdog shell, so kill() ends both at once and the agent
+    // dies with this process even when it is killed without running exit hooks (a test runner
+    // stopping a worker): agents left running would hold memory on a machine others share.
+    const child = spawn('sh', ['-c', WATCHDOG, 'consul-watchdog', String(process.pid), this.binary, ...args], {
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
     closeSync(out);
     this.child = child;
     live.add(child);
@@ -215,8 +218,28 @@ class AgentProcess implements ConsulAgent {
     const child = this.child;
     if (!child || !this.running) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
+    killGroup(child);
     await exited;
+  }
+}
+
+/**
+ * `sh -c WATCHDOG name <parent pid> <command...>`: runs the command, and kills it once the parent
+ * is gone; exits with the command's status.
+ */
+const WATCHDOG = `parent=$1; shift
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill -9 "$child" 2>/dev/null
+wait "$child"`;
+
+/** SIGKILL to the child's process group (the watchdog shell and the agent). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
   }
 }
 
