@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConsulRegistry, type ConsulRegistryOptions, type RegistryLogger, type WatchUpdate } from '../src/index.js';
 import { healthEntry, rejection, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
@@ -134,6 +136,41 @@ describe('answers over maxResponseBytes', () => {
     expect(failure.ok === false && failure.error.message).toMatch(/larger than maxResponseBytes \(65536 bytes\)/);
     expect(updates.filter((u) => u.ok)).toHaveLength(1);
     await expect(registry.list('web')).rejects.toMatchObject({ code: 'PEERLB_REGISTRY_UNAVAILABLE' });
+  });
+
+  it('counts a chunked answer (no Content-Length) as it arrives and stops reading it', async () => {
+    let written = 0;
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'x-consul-index': '7' });
+      res.write('[');
+      const chunk = `${JSON.stringify(healthEntry('web', 'web-1', 8080))},`.repeat(100);
+      const pump = () => {
+        // Far past the cap, unless the client stopped reading (the socket closes and writes fail).
+        while (written < 50 * 1024 * 1024 && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end('{}]');
+      };
+      pump();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const registry = new ConsulRegistry({
+        address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        maxResponseBytes: 256 * 1024,
+        logger: { warn() {} },
+        env: {},
+      });
+      registries.push(registry);
+      const err = await rejection(registry.list('web'));
+      expect(err.message).toMatch(/larger than maxResponseBytes \(262144 bytes\)/);
+      // The server was cut off long before its 50 MB.
+      expect(written).toBeLessThan(20 * 1024 * 1024);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('is validated when the registry is built', () => {
