@@ -62,7 +62,13 @@ async function diskFault(dir: string): Promise<DiskFault> {
         await rm(filler, { force: true });
       },
       async readOnly() {
-        if (!run('mount', ['-o', 'remount,ro', dir])) throw new Error('remount,ro failed');
+        // The kernel refuses it (EBUSY) while a file on it is open for writing: an instance's
+        // heartbeat or a reader's write probe in flight, held open longer on a loaded machine.
+        const deadline = Date.now() + 10_000;
+        while (!run('mount', ['-o', 'remount,ro', dir])) {
+          if (Date.now() > deadline) throw new Error('remount,ro failed for 10 s');
+          await sleep(20);
+        }
       },
       async writable() {
         if (!run('mount', ['-o', 'remount,rw', dir])) throw new Error('remount,rw failed');
