@@ -13,5 +13,5 @@ export type {
 export type { RegistrationEvents } from './registration.js';
 export type { RegistrationState } from './lifecycle.js';
 export { RegistrationFailedError, PortUnavailableError, HealthCheckFailedError } from './errors.js';
-export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
-export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
+export { CALLER_HEADER, callerKeyOf, createRequestRateLimiter } from './rate-limit/caller-limiter.js';
+export type { RateLimitDecision, RateLimitOptions, RequestRateLimiter } from './rate-limit/caller-limiter.js';
