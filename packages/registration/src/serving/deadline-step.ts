@@ -22,7 +22,10 @@ export interface DeadlineStats {
   expired: number;
   /** The caller's connection closed before the answer was finished (the caller gave up). */
   cancelled: number;
-  /** Answers finished after their budget was spent: work nobody was waiting for any more. */
+  /**
+   * Answers finished after their budget was spent: work nobody was waiting for any more (a 504 a
+   * handler writes when its deadline signal fires counts here too: it finishes just after).
+   */
   late: number;
 }
 
