@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import type { Server } from 'node:http';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
@@ -105,4 +106,23 @@ export function failChild(err: unknown): void {
   }
   // Exit only once the message is out: an IPC send is asynchronous.
   process.send!({ type: 'error', message }, () => process.exit(1));
+}
+
+/**
+ * In a child: serves `server` on 127.0.0.1 (port 0) with keep-alive longer than any client's idle
+ * timeout, exits on SIGTERM, hands IPC messages to `onMessage`, and tells the parent
+ * `{ type: 'ready', port, pid }` once listening.
+ */
+export function serveChild(server: Server, onMessage: (message: { type?: string }) => void): void {
+  server.keepAliveTimeout = 60_000;
+  server.headersTimeout = 61_000;
+  server.listen(0, '127.0.0.1');
+  server.once('error', failChild);
+  server.once('listening', () => {
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    process.on('SIGTERM', () => process.exit(0));
+    process.on('message', onMessage);
+    toParent({ type: 'ready', port, pid: process.pid });
+  });
 }

@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createClient, type Client } from '@peerlb/client';
 import { createServing, currentDeadline } from '@peerlb/registration';
 import { MemoryRegistry, silentLogger } from '@peerlb/registry';
-import { childConfig, failChild, toParent } from './child.js';
+import { childConfig, serveChild, toParent } from './child.js';
 
 export interface HopServiceConfig {
   readonly id: string;
@@ -82,16 +82,6 @@ async function handler(req: IncomingMessage, res: ServerResponse): Promise<void>
 }
 
 const serving = createServing({ loadReport: false, deadline: config.propagate });
-const server = createServer(serving.wrap(handler));
-server.keepAliveTimeout = 60_000;
-server.listen(0, '127.0.0.1');
-server.once('error', failChild);
-server.once('listening', () => {
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  process.on('SIGTERM', () => process.exit(0));
-  process.on('message', (message: { type?: string }) => {
-    if (message?.type === 'report') toParent({ type: 'report', ...counters });
-  });
-  toParent({ type: 'ready', port, pid: process.pid });
+serveChild(createServer(serving.wrap(handler)), (message) => {
+  if (message?.type === 'report') toParent({ type: 'report', ...counters });
 });

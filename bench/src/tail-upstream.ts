@@ -8,7 +8,7 @@
  * Tells the parent `{ type: 'ready', port }`; answers `{ type: 'report' }` with its counters.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { childConfig, failChild, toParent } from './child.js';
+import { childConfig, serveChild, toParent } from './child.js';
 
 export interface TailUpstreamConfig {
   readonly id: string;
@@ -71,21 +71,10 @@ function handler(_req: IncomingMessage, res: ServerResponse): void {
   next();
 }
 
-const server = createServer(handler);
-server.keepAliveTimeout = 60_000;
-server.headersTimeout = 61_000;
-server.listen(0, '127.0.0.1');
-server.once('error', failChild);
-server.once('listening', () => {
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  process.on('SIGTERM', () => process.exit(0));
-  process.on('message', (message: { type?: string }) => {
-    if (message?.type === 'report') toParent({ type: 'report', ...counters });
-    if (message?.type === 'reset') {
-      counters.received = counters.completed = counters.abandoned = 0;
-      toParent({ type: 'reset' });
-    }
-  });
-  toParent({ type: 'ready', port, pid: process.pid });
+serveChild(createServer(handler), (message) => {
+  if (message?.type === 'report') toParent({ type: 'report', ...counters });
+  if (message?.type === 'reset') {
+    counters.received = counters.completed = counters.abandoned = 0;
+    toParent({ type: 'reset' });
+  }
 });
