@@ -144,7 +144,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.lastError = error;
     // Wait for the breaker's verdict, so the state the caller sees next reflects this failure.
     if (judged === undefined) this.afterFailure(attempt, error, failure);
-    else void judged.then(() => this.afterFailure(attempt, error, failure));
+    else {
+      // Here nothing up the stack would catch what the door throws (a caller's handler): report it.
+      judged
+        .then(() => this.afterFailure(attempt, error, failure))
+        .catch((err: unknown) => this.ctx.events.warn(`ending a call to "${this.svc.service}" threw`, err));
+    }
   }
 
   attemptTimedOut(attempt: Attempt): void {
