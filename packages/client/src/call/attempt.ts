@@ -15,6 +15,8 @@ export interface AttemptOwner {
   attemptFailed(attempt: Attempt, error: unknown): void;
   /** The attempt's own timeout (`attemptTimeoutMs`) passed before its response headers came. */
   attemptTimedOut(attempt: Attempt): void;
+  /** Something the door threw where no caller up the stack would catch it (a caller's handler). */
+  reportThrown(error: unknown): void;
 }
 
 const NO_BREAKER = 0;
@@ -94,12 +96,14 @@ export class Attempt implements Deadline {
       return outcome;
     });
     this.#judged = judged.then(noop, noop);
-    judged.catch((err: unknown) => {
-      if (started) return;
-      // Refused (open, its trial taken, shut down): nothing was sent, the breaker has nothing to hear.
-      this.#guard = NO_BREAKER;
-      owner.attemptFailed(this, err);
-    });
+    judged
+      .catch((err: unknown) => {
+        if (started) return;
+        // Refused (open, its trial taken, shut down): nothing was sent, the breaker has nothing to hear.
+        this.#guard = NO_BREAKER;
+        owner.attemptFailed(this, err);
+      })
+      .catch((err: unknown) => owner.reportThrown(err));
   }
 
   /** The response headers came: the per-attempt timeout no longer applies. */

@@ -144,7 +144,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.lastError = error;
     // Wait for the breaker's verdict, so the state the caller sees next reflects this failure.
     if (judged === undefined) this.afterFailure(attempt, error, failure);
-    else void judged.then(() => this.afterFailure(attempt, error, failure));
+    else {
+      // Here nothing up the stack would catch what the door throws (a caller's handler): report it.
+      judged
+        .then(() => this.afterFailure(attempt, error, failure))
+        .catch((err: unknown) => this.reportThrown(err));
+    }
   }
 
   attemptTimedOut(attempt: Attempt): void {
@@ -173,6 +178,10 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     if (next === undefined) return this.endWith(this.upstream(error, this.budgetRefused ? 'budget-exhausted' : 'no-other-peer'));
     this.announceRetry(attempt, error, undefined);
     this.launch(next, now);
+  }
+
+  reportThrown(error: unknown): void {
+    this.ctx.events.warn(`a call to "${this.svc.service}" threw in its front door`, error);
   }
 
   private retryDecision(phase: RetryQuestion['phase'], attempt: Attempt, now: number, statusCode: number | undefined): RetryDecision {
@@ -279,19 +288,22 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const waitMs = this.spec.timeoutMs === Infinity ? this.ctx.timeoutMs : this.spec.timeoutMs;
     const timer = this.spec.timeoutMs === Infinity ? setTimeout(() => controller.abort(), waitMs) : undefined;
     timer?.unref();
-    this.svc.watch.waitUntilSeen(controller.signal).then(
-      () => {
-        clearTimeout(timer);
-        this.discovery = undefined;
-        if (!this.ended) this.first(this.ctx.clock());
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        this.discovery = undefined;
-        if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
-        this.endWith(noAnswerError(this.svc, waitMs, err));
-      },
-    );
+    this.svc.watch
+      .waitUntilSeen(controller.signal)
+      .then(
+        () => {
+          clearTimeout(timer);
+          this.discovery = undefined;
+          if (!this.ended) this.first(this.ctx.clock());
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          this.discovery = undefined;
+          if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
+          this.endWith(noAnswerError(this.svc, waitMs, err));
+        },
+      )
+      .catch((err: unknown) => this.reportThrown(err));
   }
 
   private announceRetry(attempt: Attempt, error: unknown, statusCode: number | undefined): void {

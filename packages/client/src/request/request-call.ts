@@ -207,8 +207,9 @@ class RequestCall extends CallLoop<RequestAttempt> {
       attempt.done(bodyOutcome(body.errored, outcome));
       this.finish();
     };
-    body.once('end', done);
-    body.once('close', done);
+    // `on`, not `once`: `done` runs once anyway, and once() allocates a wrapper per listener.
+    body.on('end', done);
+    body.on('close', done);
     this.resolve({ statusCode: response.statusCode, headers: response.headers, body, peer: peer.info });
   }
 }
