@@ -26,7 +26,8 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  * - PUT /v1/agent/service/register, PUT /v1/agent/service/deregister/:id
  * - PUT /v1/agent/check/pass|warn|fail/:id?note=, PUT /v1/agent/check/update/:id {Status, Output}
  * - GET /v1/agent/services, GET /v1/agent/checks, GET /v1/status/leader, GET /v1/agent/self
- *   (Config.NodeName), GET /v1/acl/token/self (401 without ACLs, as a real agent answers)
+ *   (Config.NodeName), GET /v1/acl/token/self (401 without ACLs, as a real agent answers),
+ *   GET /v1/catalog/node/:node (null for an unknown node)
  * - GET /v1/health/service/:name?passing&tag=&index=&wait=  (blocking query)
  *
  * Deliberate differences from a real agent (test speed and size):
@@ -461,6 +462,15 @@ class ConsulAgentDouble implements ConsulDouble {
             Config: { Datacenter: DATACENTER, NodeName: this.nodeName, NodeID: this.nodeId, Server: true, Version: '1.8.7' },
             Member: { Name: this.nodeName, Addr: this.nodeAddress, Status: 1 },
           });
+        case 'catalog-node': {
+          // The catalog's view of one node: this double is a one-node catalog. Unknown node: null.
+          if (route.arg !== this.nodeName || identity === 'anonymous') return this.sendJson(res, 200, null);
+          const services: Record<string, unknown> = {};
+          for (const sv of this.services.values()) {
+            services[sv.id] = { ID: sv.id, Service: sv.name, Tags: [...sv.tags], Address: sv.address, Meta: sv.metaGiven ? { ...sv.meta } : null, Port: sv.port };
+          }
+          return this.sendJson(res, 200, { Node: { ID: this.nodeId, Node: this.nodeName, Address: this.nodeAddress, Datacenter: DATACENTER }, Services: services });
+        }
         case 'token-self':
           if (this.token === undefined) return this.sendText(res, 401, 'ACL support disabled');
           if (identity === 'anonymous') return this.sendText(res, 403, 'ACL not found');
@@ -494,6 +504,7 @@ class ConsulAgentDouble implements ConsulDouble {
       ['/v1/agent/check/fail/', 'fail', 'PUT'],
       ['/v1/agent/check/update/', 'update', 'PUT'],
       ['/v1/health/service/', 'health', 'GET'],
+      ['/v1/catalog/node/', 'catalog-node', 'GET'],
     ];
     for (const [prefix, name, method] of prefixes) {
       if (!path.startsWith(prefix)) continue;
