@@ -19,7 +19,9 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
 
 /*
  * A Consul agent test double: one `consul agent -dev` node (datacenter dc1) speaking the slice of
- * the HTTP API peerlb uses, because no Consul binary can be installed where the tests run.
+ * the HTTP API peerlb uses. Real agents run in tests too (test/support/consul-agent.ts); the double
+ * stays for what a real agent cannot do on demand: cut answers, slow bodies, an index going
+ * backwards, 500 storms, sub-second check timings.
  * It follows Consul's documented behaviour and, where the docs are silent, Consul's source
  * (agent/agent_endpoint.go, agent/health_endpoint.go, agent/local/state.go, agent/checks):
  *
@@ -37,6 +39,10 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  * - Only HTTP and TTL checks; any other check type is a 400. FailuresBeforeCritical,
  *   SuccessBeforePassing and redirect following are not modelled.
  * - The `filter` query parameter (bexpr) is answered with a 400 rather than silently ignored.
+ * - Unknown ids are answered as current Consul does: deregistering one is a 404 (1.8.7: 200, or
+ *   500 "Unknown service" with ACLs), a TTL update of an unknown check a 404 (1.8.7: 500 "... does
+ *   not have associated TTL"). The adapter accepts both; test/consul-real-agent.test.ts runs 1.8.7.
+ * - Everything else is checked against a real 1.8.7 agent by test/consul-double-parity.test.ts.
  * - An output-only check change (same status) does not bump the index, as the agent defers that
  *   sync, but the new output is visible at once.
  * ACL model: `token` is the one management token; any other token is "ACL not found" (403); no
