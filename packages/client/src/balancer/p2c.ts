@@ -57,6 +57,9 @@ function ewmaLoads(table: EwmaTable): LoadsOf {
   };
 }
 
+/** How much less loaded the second draw must be to win (issue 14: equal shares). */
+const TIE_MARGIN = 1.15;
+
 /**
  * P2C over a snapshot of `input`; `loadsOf` says how to read a peer's load (lower wins).
  *
@@ -74,8 +77,9 @@ export function twoChoices<P extends PickablePeer>(input: readonly P[], loadsOf:
       const a = sampleIndex(peers, ctx.exclude, ctx.random);
       if (a < 0) return ALL_EXCLUDED;
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
-      // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
-      const winner = b >= 0 && loadAt(b, ctx.now) < loadAt(a, ctx.now) ? b : a;
+      // Near-ties go to `a`, itself a uniform draw, so equal peers share traffic evenly: `b` must be
+      // clearly less loaded. Latency noise between identical peers then does not pick a favourite.
+      const winner = b >= 0 && loadAt(b, ctx.now) * TIE_MARGIN < loadAt(a, ctx.now) ? b : a;
       return { kind: 'peer', peer: peers[winner]! };
     },
   };
