@@ -1,6 +1,6 @@
 import type { EwmaTable } from './ewma-table.js';
 import { PeakEwmaMetric, PeakEwmaTracker, peakEwma, validateLoadMetric } from './load-metrics.js';
-import { optionsObject } from './option-checks.js';
+import { booleanOption, optionsObject } from './option-checks.js';
 import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
 import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';
@@ -8,6 +8,11 @@ import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResul
 export interface P2cOptions {
   /** How peers are tracked and compared. Default `peakEwma()`. */
   metric?: LoadMetric;
+  /**
+   * Combine each peer's cost with the event-loop load it reports (see `loadReports` of
+   * `createClient`): cost x exp(gain x (utilization - typical)). Default true.
+   */
+  serverLoad?: boolean;
 }
 
 /**
@@ -18,7 +23,8 @@ export interface P2cOptions {
 export function p2c(options?: P2cOptions): Balancer {
   const o = optionsObject('p2c', options);
   const metric = o.metric === undefined ? peakEwma() : validateLoadMetric('p2c.metric', o.metric);
-  const loads = metric instanceof PeakEwmaMetric ? ewmaLoads(metric.table) : trackerLoads;
+  const own = metric instanceof PeakEwmaMetric ? ewmaLoads(metric.table) : trackerLoads;
+  const loads = booleanOption('p2c.serverLoad', o.serverLoad, true) ? withServerLoad(own) : own;
   return {
     name: 'p2c',
     metric,
@@ -34,6 +40,24 @@ export const trackerLoads: LoadsOf = (peers) => {
   const trackers = peers.map((peer) => peer.tracker);
   return (i, now) => trackers[i]!.load(now);
 };
+
+/**
+ * A peer's own-view cost times what its load report says (`PeerServerLoad.factor`). Peers get
+ * their report state on their first report, and the client rebuilds the picker then, so a
+ * snapshot of peers that never reported reads nothing more than `inner`.
+ */
+export function withServerLoad(inner: LoadsOf): LoadsOf {
+  return (peers) => {
+    const base = inner(peers);
+    const states = peers.map((peer) => peer.serverLoad);
+    if (states.every((state) => state === undefined)) return base;
+    return (i, now) => {
+      const load = base(i, now);
+      const state = states[i];
+      return state === undefined ? load : load * state.factor(now);
+    };
+  };
+}
 
 /**
  * Peak-EWMA trackers of one table: the loads are read from the table, so a pick touches no

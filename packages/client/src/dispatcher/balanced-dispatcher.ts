@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Dispatcher } from 'undici';
 import { ClosedError, InvalidOptionsError, isValidServiceName, PeerlbError } from '@peerlb/registry';
-import type { Outcome } from '../balancer/index.js';
+import { LOAD_REPORT_HEADER, type Outcome } from '../balancer/index.js';
 import { classifyFailure, parseRetryAfter, RateLimitedError } from '../resilience/index.js';
 import { BodyTooLargeError, NoPeersError, UpstreamError, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
@@ -237,6 +237,10 @@ class DispatchCall {
     if (ms !== undefined && ms > 0) this.svc!.avoid(peer, Math.min(ms, this.ctx.maxRetryAfterMs));
   }
 
+  loadReport(peer: Peer, headerValue: unknown): void {
+    this.svc!.loadReport(peer, headerValue, this.ctx.clock());
+  }
+
   now(): number {
     return this.ctx.clock();
   }
@@ -397,6 +401,7 @@ class AttemptHandler implements Handler {
     }
     if (statusCode >= 200 && this.headersOutcome === undefined) {
       this.headersOutcome = statusOutcome(statusCode, this.call.now() - this.startedAt);
+      this.call.loadReport(this.peer, headers[LOAD_REPORT_HEADER]);
       if (isFailureStatus(statusCode)) {
         this.settle?.reject({ statusCode });
         this.call.honourRetryAfter(this.peer, statusCode, headers);

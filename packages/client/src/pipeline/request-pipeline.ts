@@ -2,7 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { AbortedError, ClosedError, InvalidOptionsError, validateDurationMs } from '@peerlb/registry';
-import type { Outcome } from '../balancer/index.js';
+import { LOAD_REPORT_HEADER, type Outcome } from '../balancer/index.js';
 import {
   classifyFailure,
   parseRetryAfter,
@@ -310,6 +310,7 @@ class Call implements Deadline {
     const now = ctx.clock();
     this.endedAt = now;
     this.response = response;
+    this.svc.loadReport(peer, response.headers[LOAD_REPORT_HEADER], now);
     this.outcome = statusOutcome(response.statusCode, now - started);
     this.completion = completion;
     return true;
