@@ -4,6 +4,7 @@ export type { ServiceHandle, StartedService } from './handle.js';
 export type {
   RegisterServiceOptions,
   StartServiceOptions,
+  StartWorkersOptions,
   CheckOptions,
   HttpCheckOptions,
   HealthFunction,
@@ -20,3 +21,5 @@ export type { Serving, ServingStep, ServingHandler, ExpressStyleMiddleware, Fast
 export type { ServingOptions } from './serving/serving-steps.js';
 export { LoadReporter, LOAD_REPORT_HEADER } from './serving/load-report.js';
 export type { LoadReportOptions } from './serving/load-report.js';
+export type { ServiceCluster, WorkerInfo, ClusterEvents } from './workers/cluster-primary.js';
+export type { WorkerRestartOptions } from './workers/worker-options.js';
