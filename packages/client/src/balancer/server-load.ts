@@ -43,10 +43,13 @@ export class ServerLoadBoard {
    */
   record(holder: { serverLoad: PeerServerLoad | undefined }, headerValue: unknown, now: number): boolean {
     if (headerValue === undefined) return false;
-    const report = parseLoadReport(headerValue);
+    const known = holder.serverLoad;
+    // An instance rebuilds its report every few ms: most answers repeat the last string.
+    const report = known !== undefined && headerValue === known.raw ? known.last : parseLoadReport(headerValue);
     if (report === undefined) return false;
-    const first = holder.serverLoad === undefined;
+    const first = known === undefined;
     const state = (holder.serverLoad ??= new PeerServerLoad(this));
+    state.raw = typeof headerValue === 'string' ? headerValue : undefined;
     state.update(report, now);
     this.#learn(state.utilization, now);
     return first;
@@ -72,6 +75,8 @@ export class PeerServerLoad {
   /** When the last report arrived (client clock, ms). */
   at = Number.NaN;
   last: LoadReport | undefined;
+  /** The header value `last` was parsed from. */
+  raw: string | undefined;
 
   constructor(private readonly board: ServerLoadBoard) {}
 
