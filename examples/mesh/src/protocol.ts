@@ -24,6 +24,8 @@ export interface InstanceConfig {
   userRatePerSec: number;
   /** Time constant of the peak-EWMA load metric of every client (see instance.ts). */
   ewmaDecayMs: number;
+  /** node:cluster workers of this instance, each its own registered instance (default 1: none). */
+  workers?: number;
 }
 
 /** Instance -> supervisor, over the IPC channel. */
