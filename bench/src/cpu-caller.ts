@@ -27,6 +27,8 @@ export interface CpuCallerConfig {
 export type CpuCallerResult = {
   readonly type: 'result';
   readonly answers: number;
+  /** Answers over the whole run, warm-up included (to divide the servers' CPU by). */
+  readonly total: number;
   readonly byPid: Record<string, number>;
   readonly latency: LatencySummary;
   readonly errors: number;
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
   const byPid: Record<string, number> = {};
   const samples: number[] = [];
   let errors = 0;
+  let total = 0;
   let measuring = false;
   let stop = false;
   const loop = async () => {
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       try {
         const pid = await send();
+        total++;
         if (measuring) {
           samples.push(performance.now() - t0);
           byPid[pid] = (byPid[pid] ?? 0) + 1;
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
   const result: CpuCallerResult = {
     type: 'result',
     answers,
+    total,
     byPid,
     latency: summarize(Float64Array.from(samples)),
     errors,

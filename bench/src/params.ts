@@ -125,7 +125,7 @@ export const FULL: BenchParams = {
     workerCostMs: 1,
     workerConcurrency: 3,
     overheadConcurrency: 16,
-    overheadRounds: 4,
+    overheadRounds: 6,
   },
 };
 

@@ -67,6 +67,8 @@ export function mergeReports(
   current: BenchReport,
   outcomes: readonly ScenarioOutcome[],
   ran: ReadonlyArray<{ ids: readonly string[]; title: string }>,
+  /** Every scenario's title in run order, to keep the detail sections in that order. */
+  order: readonly string[] = [],
 ): string {
   const ranIds = new Set(ran.flatMap((s) => s.ids));
   const ranTitles = new Set(ran.map((s) => s.title));
@@ -80,11 +82,14 @@ export function mergeReports(
     }
   }
   summary.push(...current.summary.filter((c) => !added.has(c.id)));
-  const sections = detailSections(previousMarkdown).filter((s) => !ranTitles.has(s.title));
-  const body = markdownReport({ ...current, summary }, [
-    ...sections.map((s) => ({ key: '', title: s.title, rows: [], data: null, details: s.body })),
-    ...outcomes,
-  ]);
+  // Outcome titles may extend the scenario's ("Scenarios 1-3 ...: throughput and overhead").
+  const sections = detailSections(previousMarkdown).filter((s) => ![...ranTitles].some((t) => s.title.startsWith(t)));
+  const rank = (title: string) => {
+    const i = order.findIndex((t) => title.startsWith(t));
+    return i < 0 ? order.length : i;
+  };
+  const all = [...sections.map((s) => ({ key: '', title: s.title, rows: [], data: null, details: s.body })), ...outcomes];
+  const body = markdownReport({ ...current, summary }, all.sort((a, b) => rank(a.title) - rank(b.title)));
   // Keep the previous run's header (when and where the other rows were measured).
   const header = previousMarkdown.slice(0, previousMarkdown.indexOf('\n## Summary'));
   const note =

@@ -118,7 +118,13 @@ async function main(): Promise<number> {
   if (only && !report.smoke && existsSync(previousMd)) {
     const previous = readFileSync(previousMd, 'utf8');
     if (!previous.includes('> **Smoke run**')) {
-      markdown = mergeReports(previous, report, outcomes, SCENARIOS.filter((s) => only.has(s.key)));
+      markdown = mergeReports(
+        previous,
+        report,
+        outcomes,
+        SCENARIOS.filter((s) => only.has(s.key)),
+        SCENARIOS.map((s) => s.title),
+      );
     }
   }
   writeFileSync(join(out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
