@@ -1,7 +1,9 @@
+import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
-import { SCHEME_META_KEY, sleep } from '@peerlb/registry';
+import { consoleLogger, InvalidOptionsError, SCHEME_META_KEY } from '@peerlb/registry';
 import { closeServer } from './close-server.js';
+import { drain, InFlight } from './drain.js';
 import { StartedHandle, type StartedService } from './handle.js';
 import { answerHealth, pathOf } from './health-endpoint.js';
 import { createInstanceId } from './instance-id.js';
@@ -12,8 +14,6 @@ import { processHooks, type HookParticipant } from './process-hooks.js';
 import { createCallerRateLimiter, type CallerRateLimiter } from './rate-limit/caller-limiter.js';
 import { Registration } from './registration.js';
 import { createServing, type Serving } from './serving/serving-middleware.js';
-import cluster from 'node:cluster';
-import { consoleLogger, InvalidOptionsError } from '@peerlb/registry';
 import { startPrimary, type ServiceCluster, type WorkerMessage } from './workers/cluster-primary.js';
 import { resolveRestart, resolveWorkerCount, workerIndexFromEnv, workerMeta } from './workers/worker-options.js';
 
@@ -89,7 +89,8 @@ async function startInstance(options: StartServiceOptions): Promise<StartedServi
   const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
-  const { server, restore } = prepareServer(cfg, registration, limiter, serving);
+  const inFlight = new InFlight();
+  const { server, restore } = prepareServer(cfg, registration, limiter, serving, inFlight);
 
   const startup = new AbortController();
   const userSignal = cfg.registration.signal;
@@ -141,11 +142,14 @@ async function startInstance(options: StartServiceOptions): Promise<StartedServi
     registration,
     port,
     async () => {
-      // Health answers 503 from here on; then leave the registry, then keep serving for drainMs so
-      // callers that have not yet seen the removal still get answers, then close.
+      // Health answers 503 from here on; then leave the registry, then keep serving so callers
+      // that have not yet seen the removal still get answers (drain.ts: at most drainMs, less
+      // once provably done), then close.
       registration.markDraining();
-      await registration.leave();
-      if (cfg.drainMs > 0) await sleep(cfg.drainMs);
+      const deregistered = await registration.leave();
+      if (cfg.drainMs > 0) {
+        await drain({ drainMs: cfg.drainMs, propagationMs: cfg.drainPropagationMs, deregistered, inFlight });
+      }
       await closeServer(server, cfg.closeTimeoutMs);
       serving.close();
       await registration.finish();
@@ -182,6 +186,7 @@ function prepareServer(
   registration: Registration,
   limiter: CallerRateLimiter | undefined,
   serving: Serving,
+  inFlight: InFlight,
 ): { server: Server; restore: () => void } {
   const reportError = (err: unknown) =>
     registration.events.emit('error', err instanceof Error ? err : new Error(String(err)));
@@ -198,6 +203,7 @@ function prepareServer(
         });
         return;
       }
+      inFlight.track(res);
       try {
         served(req, res);
       } catch (err) {

@@ -17,6 +17,8 @@ export interface WatchSource {
   readonly rescanIntervalMs: number;
   readonly logger: RegistryLogger;
   snapshot(): Promise<Snapshot>;
+  /** A file event: the next snapshot must not reuse what an unchanged directory stamp suggests. */
+  invalidate(): void;
 }
 
 interface Subscription {
@@ -148,10 +150,12 @@ export class DirectoryWatch {
       const watcher = watch(this.source.dir, { persistent: false }, (_event, filename) => {
         // Temp files come and go on every write; the rename that publishes one names the record.
         if (typeof filename === 'string' && filename.startsWith('.') && filename.endsWith('.tmp')) return;
+        this.source.invalidate();
         this.requestScan(DEBOUNCE_MS);
       });
       watcher.on('error', () => {
         if (this.fsWatcher !== watcher) return;
+        this.source.invalidate();
         this.closeFsWatcher();
         this.requestScan(DEBOUNCE_MS);
       });
