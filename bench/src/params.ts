@@ -121,7 +121,7 @@ export const FULL: BenchParams = {
     concurrency: 4,
     warmupMs: 1000,
     durationMs: 3000,
-    reps: 2,
+    reps: 3,
     workerCostMs: 1,
     workerConcurrency: 3,
     overheadConcurrency: 16,
