@@ -94,8 +94,8 @@ export function mergeReports(
   const header = previousMarkdown.slice(0, previousMarkdown.indexOf('\n## Summary'));
   const note =
     `Partial re-run on ${current.startedAt} (\`--only\`, ${(current.durationMs / 1000).toFixed(0)} s, load average at end ` +
-    `${current.loadAverageAtEnd.join(' / ')}): ${ran.map((s) => s.title).join(', ')}. Every other row is from the run above.`;
-  return `${header}\n\n${note}\n${body.slice(body.indexOf('\n## Summary'))}`;
+    `${current.loadAverageAtEnd.join(' / ')}): ${ran.map((s) => s.title).join(', ')}: its rows replace those of earlier runs; every other row is from the run(s) above.`;
+  return `${header.trimEnd()}\n\n${note}\n${body.slice(body.indexOf('\n## Summary'))}`;
 }
 
 function summaryRows(markdown: string): Row[] {
