@@ -25,7 +25,7 @@ export interface PeerStats {
   /** Whether its connection pool has been created (it is created on first use). */
   readonly poolOpen: boolean;
   /** The last load report the peer sent (`endpoint-load-metrics`), if any, with its age. */
-  readonly loadReport: PeerLoadReport | undefined;
+  readonly loadReport?: PeerLoadReport | undefined;
 }
 
 export interface ServiceStats {

@@ -11,7 +11,7 @@ import { isLeaving } from './lifecycle.js';
 import { normaliseStartOptions, type StartConfig, type StartServiceOptions, type StartWorkersOptions } from './options.js';
 import { listenOnPort } from './port.js';
 import { processHooks, type HookParticipant } from './process-hooks.js';
-import { createCallerRateLimiter, type CallerRateLimiter } from './rate-limit/caller-limiter.js';
+import { createRequestRateLimiter, type RequestRateLimiter } from './rate-limit/caller-limiter.js';
 import { Registration } from './registration.js';
 import { createServing, type Serving } from './serving/serving-middleware.js';
 import { startPrimary, type ServiceCluster, type WorkerMessage } from './workers/cluster-primary.js';
@@ -86,7 +86,7 @@ function instanceOptions(options: StartWorkersOptions): StartServiceOptions {
 
 async function startInstance(options: StartServiceOptions): Promise<StartedService> {
   const cfg = withSchemeMeta(normaliseStartOptions(options, createInstanceId));
-  const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
+  const limiter = cfg.rateLimit === undefined ? undefined : createRequestRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
   const inFlight = new InFlight();
@@ -184,7 +184,7 @@ type UserListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 function prepareServer(
   cfg: StartConfig,
   registration: Registration,
-  limiter: CallerRateLimiter | undefined,
+  limiter: RequestRateLimiter | undefined,
   serving: Serving,
   inFlight: InFlight,
 ): { server: Server; restore: () => void } {

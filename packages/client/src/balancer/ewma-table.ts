@@ -1,4 +1,25 @@
-import type { PeakEwmaConfig } from './load-metrics.js';
+/** The settings of a peak-EWMA metric (`peakEwma()` resolves them), shared by its table and trackers. */
+export interface PeakEwmaConfig {
+  readonly decayMs: number;
+  readonly prior: () => number;
+  readonly penaltyMs: number;
+  readonly penaltyFactor: number;
+  readonly maxPenaltyMs: number;
+  readonly warmupSamples: number;
+  readonly staleSamples: number;
+  readonly traffic: EwmaTraffic;
+  /** Feeds the adaptive prior; absent when the prior is fixed. */
+  readonly learn: ((latencyMs: number) => void) | undefined;
+}
+
+/** How fast a metric's samples arrive, shared by its trackers (for the stale decay). */
+export interface EwmaTraffic {
+  /** Moving mean of the time between two recorded samples (Infinity before two). */
+  gapMs: number;
+  lastAt: number;
+  /** Trackers holding a slot of the table. */
+  live: number;
+}
 
 /**
  * Fields of one slot (64 bytes, so a row never straddles two cache lines): the estimate (ms), its

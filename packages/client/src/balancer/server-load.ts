@@ -1,4 +1,4 @@
-import { numberOption, optionsObject } from './option-checks.js';
+import { numberOption, optionsObject } from '@peerlb/registry';
 import { parseLoadReport, type LoadReport } from './load-report.js';
 
 /** How a client uses the load its peers report (`endpoint-load-metrics`). */

@@ -61,8 +61,10 @@ export class DirectoryWatch {
     };
     this.subscriptions.add(subscription);
     if (this.subscriptions.size === 1) this.start();
-    // The new watch needs its first delivery; the others' are deduplicated by their emitters.
-    this.requestScan(0);
+    // The new watch needs its first delivery; the others' are deduplicated by their emitters. Its
+    // caller may be waiting for nothing else (a client's first request), so this one scan holds
+    // the process open until it has run; later scans never do.
+    this.requestScan(0, true);
     return subscription.emitter.handle();
   }
 
@@ -89,14 +91,18 @@ export class DirectoryWatch {
     this.closeFsWatcher();
   }
 
-  private requestScan(delayMs: number): void {
-    if (this.subscriptions.size === 0 || this.debounceTimer !== undefined) return;
+  private requestScan(delayMs: number, keepAlive = false): void {
+    if (this.subscriptions.size === 0) return;
+    if (this.debounceTimer !== undefined) {
+      if (keepAlive) this.debounceTimer.ref();
+      return;
+    }
     this.debounceTimer = setTimeout(() => {
       this.debounceTimer = undefined;
       // run() handles every failure it can name; this only keeps a stray one from crashing the process.
       this.run().catch(() => {});
     }, delayMs);
-    this.debounceTimer.unref();
+    if (!keepAlive) this.debounceTimer.unref();
   }
 
   /** Scans never overlap; a request during a scan becomes one more scan right after it. */
