@@ -58,6 +58,7 @@ const server = new InstanceServer(
     url: () => handle?.url ?? '',
     state: () => handle?.state ?? 'starting',
     registeredAt: () => registeredAt,
+    eventLoopUtilization: () => handle?.load()?.utilization ?? null,
   },
   SERVICE_FACTORIES[config.service]({ client, userRatePerSec: config.userRatePerSec }),
   client,

@@ -55,6 +55,8 @@ export interface InstanceStats {
   inFlight: number;
   /** Delay added to every request (`POST /admin/slow`). */
   slowMs: number;
+  /** The event-loop utilization (0..1) it reports on its answers (`endpoint-load-metrics`). */
+  eventLoopUtilization?: number | null;
   /** Requests served per caller (the `x-peerlb-caller` header), at most 32 callers kept. */
   callers: Record<string, number>;
   /** This process's client: its view of every service it calls. */

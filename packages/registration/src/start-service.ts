@@ -158,6 +158,7 @@ async function startInstance(options: StartServiceOptions): Promise<StartedServi
     userSignal,
     server,
     url,
+    serving.loadReporter,
   );
   return handle;
 }

@@ -15,17 +15,19 @@ export interface ServingOptions {
  * The built-in steps in the order they run. The load report comes first so every answer carries
  * it, including answers a later step gives itself. New serving-side features add their step here.
  */
-export function builtinSteps(options: ServingOptions): ServingStep[] {
+export function builtinSteps(options: ServingOptions): { steps: ServingStep[]; reporter: LoadReporter | undefined } {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionsError('serving', 'must be an object');
   }
   const steps: ServingStep[] = [];
+  let reporter: LoadReporter | undefined;
   const load = options.loadReport;
   if (load !== false) {
     if (load !== undefined && load !== true && (load === null || typeof load !== 'object')) {
       throw new InvalidOptionsError('serving.loadReport', 'must be true, false or an object');
     }
-    steps.push(loadReportStep(new LoadReporter(load === undefined || load === true ? {} : load)));
+    reporter = new LoadReporter(load === undefined || load === true ? {} : load);
+    steps.push(loadReportStep(reporter));
   }
-  return steps;
+  return { steps, reporter };
 }
