@@ -16,6 +16,8 @@ export interface InstanceIdentity {
   url(): string;
   state(): string;
   registeredAt(): number | null;
+  /** The event-loop utilization this instance reports on its answers (null before it serves). */
+  eventLoopUtilization(): number | null;
 }
 
 /**
@@ -66,6 +68,7 @@ export class InstanceServer {
       failed: this.failed,
       inFlight: this.inFlight,
       slowMs: this.slowMs,
+      eventLoopUtilization: this.identity.eventLoopUtilization(),
       callers: Object.fromEntries(this.callers),
       client: this.client.stats(),
     };

@@ -58,6 +58,7 @@ const server = new InstanceServer(
     url: () => handle?.url ?? '',
     state: () => handle?.state ?? 'starting',
     registeredAt: () => registeredAt,
+    eventLoopUtilization: () => handle?.load()?.utilization ?? null,
   },
   SERVICE_FACTORIES[config.service]({ client, userRatePerSec: config.userRatePerSec }),
   client,
@@ -79,6 +80,13 @@ const common: StartServiceOptions = {
 };
 
 async function start(): Promise<StartedService> {
+  if (config.workers !== undefined) {
+    // A node:cluster worker of instance-primary.ts: startService takes the worker path (its own
+    // port, meta worker/host/pid) and tells the primary when it registered.
+    const started = await startService({ ...common, workers: config.workers, ...(config.portRange ? { portRange: config.portRange } : { port: 0 }) });
+    if ('primary' in started) throw new Error('instance.js runs as a worker; start instance-primary.js for workers');
+    return started;
+  }
   if (config.port === undefined || config.port === 0) {
     return startService({ ...common, ...(config.portRange ? { portRange: config.portRange } : { port: 0 }) });
   }

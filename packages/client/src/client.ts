@@ -13,8 +13,10 @@ import {
   peakEwma,
   validateLoadMetric,
   validatePanicThreshold,
+  ServerLoadBoard,
   type Balancer,
   type LoadMetric,
+  type LoadReportOptions,
 } from './balancer/index.js';
 import {
   BreakerFactory,
@@ -54,6 +56,11 @@ export interface ClientOptions {
   balancer?: Balancer;
   /** How peers' load is tracked (default: the balancer's own metric, else `peakEwma()`). */
   loadMetric?: LoadMetric;
+  /**
+   * Read the load peers report on their answers (`endpoint-load-metrics`, ORCA) and let the
+   * default balancer use it (default on); `false` ignores reports. See `LoadReportOptions`.
+   */
+  loadReports?: LoadReportOptions | false;
   /** One circuit breaker per peer (default on, see `BreakerOptions`); `false` disables. */
   breaker?: BreakerOptions | false;
   /** Outlier ejection on consecutive failures (default on); `false` disables. */
@@ -195,6 +202,8 @@ class BalancingClient implements Client, CallContext {
       options.loadMetric !== undefined
         ? validateLoadMetric('loadMetric', options.loadMetric)
         : (balancer.metric ?? peakEwma());
+    optionalObject(options.loadReports, 'loadReports');
+    const loadReports = options.loadReports === false ? undefined : new ServerLoadBoard(options.loadReports);
     optionalObject(options.breaker, 'breaker');
     const breakers = options.breaker === false ? undefined : new BreakerFactory(options.breaker, 'breaker');
     optionalObject(options.outlier, 'outlier');
@@ -236,6 +245,7 @@ class BalancingClient implements Client, CallContext {
       registry: this.registry,
       balancer,
       metric,
+      loadReports,
       breakers,
       outlier,
       panicThreshold,

@@ -1,3 +1,4 @@
+import type { PeerLoadReport } from './balancer/index.js';
 import type { BreakerState } from './resilience/index.js';
 import type { ServicePeers } from './peers/service-peers.js';
 
@@ -23,6 +24,8 @@ export interface PeerStats {
   readonly failures: number;
   /** Whether its connection pool has been created (it is created on first use). */
   readonly poolOpen: boolean;
+  /** The last load report the peer sent (`endpoint-load-metrics`), if any, with its age. */
+  readonly loadReport?: PeerLoadReport | undefined;
 }
 
 export interface ServiceStats {
@@ -88,6 +91,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         requests: peer.requests,
         failures: peer.failures,
         poolOpen: peer.transportIfMade !== undefined && peer.transportIfMade.created && !peer.transportIfMade.retired,
+        loadReport: peer.serverLoad?.snapshot(now),
       };
     }),
   };

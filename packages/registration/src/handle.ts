@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { ClosedError, type Registry } from '@peerlb/registry';
 import type { RegistrationState } from './lifecycle.js';
 import type { Registration, RegistrationEvents } from './registration.js';
+import type { LoadReporter } from './serving/load-report.js';
 
 type Listener<K extends keyof RegistrationEvents> = (...args: RegistrationEvents[K]) => void;
 
@@ -31,6 +32,11 @@ export interface StartedService extends ServiceHandle {
   readonly server: Server;
   /** `http://<address>:<port>` (https for an https server). */
   readonly url: string;
+  /**
+   * The load this instance reports on its answers (event-loop utilization 0..1 over the report's
+   * window, requests in flight), or undefined with `serving: { loadReport: false }`.
+   */
+  load(): { utilization: number; inFlight: number } | undefined;
 }
 
 export class RegistrationHandle implements ServiceHandle {
@@ -110,7 +116,16 @@ export class StartedHandle extends RegistrationHandle implements StartedService 
     signal: AbortSignal | undefined,
     readonly server: Server,
     readonly url: string,
+    private readonly reporter?: LoadReporter,
   ) {
     super(registration, port, closeImpl, signal);
+  }
+
+  load(): { utilization: number; inFlight: number } | undefined {
+    const reporter = this.reporter;
+    if (reporter === undefined) return undefined;
+    // Rebuilt at most every refreshMs, as for an answer.
+    reporter.header();
+    return { utilization: reporter.utilization, inFlight: reporter.inFlight };
   }
 }

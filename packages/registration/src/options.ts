@@ -114,6 +114,19 @@ export interface StartServiceOptions extends Omit<RegisterServiceOptions, 'port'
   handleCrashes?: boolean;
   /** Per-caller token bucket on the serving side; the health endpoint is never limited. */
   rateLimit?: import('./rate-limit/caller-limiter.js').RateLimitOptions;
+  /** Per-request serving steps, e.g. `{ loadReport: false }` to stop reporting load. */
+  serving?: import('./serving/serving-steps.js').ServingOptions;
+}
+
+/** `startService` run as node:cluster workers. */
+export interface StartWorkersOptions extends StartServiceOptions {
+  /**
+   * Run the service as this many node:cluster workers (`'auto'`: one per CPU), each its own
+   * instance on its own port. The primary process supervises them; see `ServiceCluster`.
+   */
+  workers: number | 'auto';
+  /** How the primary restarts a dead worker. */
+  workerRestart?: import('./workers/worker-options.js').WorkerRestartOptions;
 }
 
 /** Everything a `Registration` needs, checked and defaulted. The port is filled in when known. */
@@ -149,6 +162,7 @@ export interface StartConfig {
   handleSignals: boolean;
   handleCrashes: boolean;
   rateLimit: import('./rate-limit/caller-limiter.js').RateLimitOptions | undefined;
+  serving: import('./serving/serving-steps.js').ServingOptions;
 }
 
 export const DEFAULT_TTL_MS = 5_000;
@@ -420,6 +434,7 @@ export function normaliseStartOptions(options: StartServiceOptions, makeId: (ser
   if (host === undefined && isIP(registration.address) !== 0) host = registration.address;
   const handleSignals = optionalBoolean(options.handleSignals, 'handleSignals', true);
   if (options.rateLimit !== undefined) requireObject(options.rateLimit, 'rateLimit');
+  if (options.serving !== undefined) requireObject(options.serving, 'serving');
   return {
     registration,
     listener,
@@ -432,5 +447,6 @@ export function normaliseStartOptions(options: StartServiceOptions, makeId: (ser
     handleSignals,
     handleCrashes: optionalBoolean(options.handleCrashes, 'handleCrashes', handleSignals),
     rateLimit: options.rateLimit,
+    serving: options.serving ?? {},
   };
 }

@@ -1,4 +1,5 @@
 import type { ServiceInstance } from '@peerlb/registry';
+import type { PeerServerLoad } from './server-load.js';
 
 /** How one request to a peer ended, as far as load and health tracking care. */
 export type Outcome =
@@ -45,6 +46,8 @@ export interface PickablePeer {
   readonly id: string;
   readonly instance: ServiceInstance;
   readonly tracker: LoadTracker;
+  /** The load this peer reports on its answers (`endpoint-load-metrics`), once it has sent one. */
+  readonly serverLoad?: PeerServerLoad | undefined;
 }
 
 export interface PickContext {

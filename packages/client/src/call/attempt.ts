@@ -1,3 +1,4 @@
+import { LOAD_REPORT_HEADER } from '../balancer/index.js';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -126,6 +127,9 @@ export class Attempt implements Deadline {
     this.#completion = undefined;
     completion?.(outcome, now);
     owner.svc.record(this.peer, outcome, now);
+    // The peer's own view of its load, when its answer carried one (both front doors land here).
+    const headers = outcome.headers;
+    if (headers !== undefined) owner.svc.loadReport(this.peer, headers[LOAD_REPORT_HEADER], now);
     if (this.#guard === DIRECT) {
       if (outcome.kind === 'success') {
         this.#breaker!.succeeded();

@@ -1,5 +1,5 @@
 import type { Registry, RegistryLogger, ServiceInstance } from '@peerlb/registry';
-import { eligiblePeers, type Balancer, type LoadMetric, type Outcome, type Picker } from '../balancer/index.js';
+import { eligiblePeers, type Balancer, type LoadMetric, type Outcome, type Picker, type ServerLoadBoard } from '../balancer/index.js';
 import { ServiceWatch, type DiscoveryRules, type DiscoverySink, type DiscoveryStatus } from '../discovery/index.js';
 import {
   OutlierDetector,
@@ -17,6 +17,8 @@ export interface ServiceContext {
   readonly registry: Registry;
   readonly balancer: Balancer;
   readonly metric: LoadMetric;
+  /** Where peers' load reports are kept; undefined with `loadReports: false`. */
+  readonly loadReports: ServerLoadBoard | undefined;
   /** Undefined when breakers are disabled. */
   readonly breakers: BreakerFactory | undefined;
   /** False when outlier ejection is disabled. */
@@ -160,6 +162,16 @@ export class ServicePeers implements DiscoverySink {
     if (this.detector === undefined || peer.retired) return;
     const event = this.detector.record(peer.id, outcome, now);
     if (event) this.onOutlierEvents([event]);
+  }
+
+  /**
+   * A peer's answer carried a load report (header value as received). A peer's first report
+   * rebuilds the picker, so snapshots of peers that never report skip reports entirely.
+   */
+  loadReport(peer: Peer, headerValue: unknown, now: number): void {
+    const board = this.ctx.loadReports;
+    if (board === undefined || headerValue === undefined || peer.retired) return;
+    if (board.record(peer, headerValue, now)) this.rebuild();
   }
 
   /** The peer's pool refused a request's arguments: give the peer a fresh pool (see `replaceAfterRefusal`). */

@@ -1,0 +1,33 @@
+import { InvalidOptionsError } from '@peerlb/registry';
+import { LoadReporter, loadReportStep, type LoadReportOptions } from './load-report.js';
+import type { ServingStep } from './serving-middleware.js';
+
+/** What the serving side does for each request. */
+export interface ServingOptions {
+  /**
+   * Report this instance's event-loop load on every answer (`endpoint-load-metrics`, ORCA TEXT
+   * form). Default on; `false` turns it off.
+   */
+  loadReport?: boolean | LoadReportOptions;
+}
+
+/**
+ * The built-in steps in the order they run. The load report comes first so every answer carries
+ * it, including answers a later step gives itself. New serving-side features add their step here.
+ */
+export function builtinSteps(options: ServingOptions): { steps: ServingStep[]; reporter: LoadReporter | undefined } {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionsError('serving', 'must be an object');
+  }
+  const steps: ServingStep[] = [];
+  let reporter: LoadReporter | undefined;
+  const load = options.loadReport;
+  if (load !== false) {
+    if (load !== undefined && load !== true && (load === null || typeof load !== 'object')) {
+      throw new InvalidOptionsError('serving.loadReport', 'must be true, false or an object');
+    }
+    reporter = new LoadReporter(load === undefined || load === true ? {} : load);
+    steps.push(loadReportStep(reporter));
+  }
+  return { steps, reporter };
+}
