@@ -15,3 +15,8 @@ export type { RegistrationState } from './lifecycle.js';
 export { RegistrationFailedError, PortUnavailableError } from './errors.js';
 export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
 export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
+export { createServing, composeSteps } from './serving/serving-middleware.js';
+export type { Serving, ServingStep, ServingHandler, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
+export type { ServingOptions } from './serving/serving-steps.js';
+export { LoadReporter, LOAD_REPORT_HEADER } from './serving/load-report.js';
+export type { LoadReportOptions } from './serving/load-report.js';

@@ -112,6 +112,8 @@ export interface StartServiceOptions extends Omit<RegisterServiceOptions, 'port'
   handleCrashes?: boolean;
   /** Per-caller token bucket on the serving side; the health endpoint is never limited. */
   rateLimit?: import('./rate-limit/caller-limiter.js').RateLimitOptions;
+  /** Per-request serving steps, e.g. `{ loadReport: false }` to stop reporting load. */
+  serving?: import('./serving/serving-steps.js').ServingOptions;
 }
 
 /** Everything a `Registration` needs, checked and defaulted. The port is filled in when known. */
@@ -146,6 +148,7 @@ export interface StartConfig {
   handleSignals: boolean;
   handleCrashes: boolean;
   rateLimit: import('./rate-limit/caller-limiter.js').RateLimitOptions | undefined;
+  serving: import('./serving/serving-steps.js').ServingOptions;
 }
 
 export const DEFAULT_TTL_MS = 5_000;
@@ -416,6 +419,7 @@ export function normaliseStartOptions(options: StartServiceOptions, makeId: (ser
   if (host === undefined && isIP(registration.address) !== 0) host = registration.address;
   const handleSignals = optionalBoolean(options.handleSignals, 'handleSignals', true);
   if (options.rateLimit !== undefined) requireObject(options.rateLimit, 'rateLimit');
+  if (options.serving !== undefined) requireObject(options.serving, 'serving');
   return {
     registration,
     listener,
@@ -427,5 +431,6 @@ export function normaliseStartOptions(options: StartServiceOptions, makeId: (ser
     handleSignals,
     handleCrashes: optionalBoolean(options.handleCrashes, 'handleCrashes', handleSignals),
     rateLimit: options.rateLimit,
+    serving: options.serving ?? {},
   };
 }

@@ -11,6 +11,7 @@ import { listenOnPort } from './port.js';
 import { processHooks, type HookParticipant } from './process-hooks.js';
 import { createCallerRateLimiter, type CallerRateLimiter } from './rate-limit/caller-limiter.js';
 import { Registration } from './registration.js';
+import { createServing, type Serving } from './serving/serving-middleware.js';
 
 /** How long a crashing process gives deregistration before it exits anyway. */
 const CRASH_DEREGISTER_BUDGET_MS = 2_000;
@@ -25,8 +26,9 @@ const CRASH_DEREGISTER_BUDGET_MS = 2_000;
 export async function startService(options: StartServiceOptions): Promise<StartedService> {
   const cfg = withSchemeMeta(normaliseStartOptions(options, createInstanceId));
   const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
+  const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
-  const { server, restore } = prepareServer(cfg, registration, limiter);
+  const { server, restore } = prepareServer(cfg, registration, limiter, serving);
 
   const startup = new AbortController();
   const userSignal = cfg.registration.signal;
@@ -64,6 +66,7 @@ export async function startService(options: StartServiceOptions): Promise<Starte
     userSignal?.removeEventListener('abort', onUserAbort);
     await closeServer(server, 0);
     restore();
+    serving.close();
     await registration.finish();
     removeHooks();
     throw err;
@@ -83,6 +86,7 @@ export async function startService(options: StartServiceOptions): Promise<Starte
       await registration.leave();
       if (cfg.drainMs > 0) await sleep(cfg.drainMs);
       await closeServer(server, cfg.closeTimeoutMs);
+      serving.close();
       await registration.finish();
       removeHooks();
     },
@@ -108,27 +112,41 @@ function withSchemeMeta(cfg: StartConfig): StartConfig {
 type UserListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 
 /**
- * Puts the health endpoint and the rate limiter in front of the user's listener. For a given
+ * Puts the health endpoint, the serving steps (load report, ...) and the rate limiter in front of
+ * the user's listener. Health answers skip the steps: registry polls are not traffic. For a given
  * server, its existing `request` listeners are moved behind ours (and put back if startup fails).
  */
 function prepareServer(
   cfg: StartConfig,
   registration: Registration,
   limiter: CallerRateLimiter | undefined,
+  serving: Serving,
 ): { server: Server; restore: () => void } {
   const reportError = (err: unknown) =>
     registration.events.emit('error', err instanceof Error ? err : new Error(String(err)));
 
-  const front = (user: UserListener) => (req: IncomingMessage, res: ServerResponse) => {
-    // While leaving, every response closes its connection so no keep-alive socket outlives the drain.
-    if (isLeaving(registration.state)) res.setHeader('connection', 'close');
-    if (pathOf(req.url) === cfg.healthPath) {
-      answerHealth(req, res, () => registration.endpointHealth()).catch((err: unknown) => {
+  const front = (user: UserListener) => {
+    const served = serving.wrap((req, res) => limitThenServe(user, req, res));
+    return (req: IncomingMessage, res: ServerResponse) => {
+      // While leaving, every response closes its connection so no keep-alive socket outlives the drain.
+      if (isLeaving(registration.state)) res.setHeader('connection', 'close');
+      if (pathOf(req.url) === cfg.healthPath) {
+        answerHealth(req, res, () => registration.endpointHealth()).catch((err: unknown) => {
+          reportError(err);
+          failResponse(res);
+        });
+        return;
+      }
+      try {
+        served(req, res);
+      } catch (err) {
         reportError(err);
         failResponse(res);
-      });
-      return;
-    }
+      }
+    };
+  };
+
+  const limitThenServe = (user: UserListener, req: IncomingMessage, res: ServerResponse): void => {
     if (limiter) {
       const decision = limiter.check(req);
       if (!decision.allowed) {

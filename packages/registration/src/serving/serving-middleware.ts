@@ -1,0 +1,101 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { builtinSteps, type ServingOptions } from './serving-steps.js';
+
+/** A node:http request handler, the shape every serving step wraps. */
+export type ServingHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/**
+ * One small job done for every request an instance answers (report load, propagate a deadline,
+ * open a span). `handle` does its part and calls `next(req, res)` exactly once, returning what
+ * `next` returned, so an async handler's promise reaches whoever reports its rejection. A step
+ * may answer the request itself instead of calling `next`. `close()` releases what the step owns.
+ */
+export interface ServingStep {
+  readonly name: string;
+  handle(req: IncomingMessage, res: ServerResponse, next: ServingHandler): unknown;
+  close?(): void;
+}
+
+/** Express-style middleware: `app.use(serving.express)`. */
+export type ExpressStyleMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+
+/** Fastify-style `onRequest` hook: `fastify.addHook('onRequest', serving.fastify)`. */
+export type FastifyStyleHook = (
+  request: { raw: IncomingMessage },
+  reply: { raw: ServerResponse },
+  done: (err?: Error) => void,
+) => void;
+
+/** The serving steps of an instance, and the ways to put them in front of a server. */
+export interface Serving {
+  /** The steps in the order they run (the load report first). */
+  readonly steps: readonly ServingStep[];
+  /** A handler that runs every step, then `handler`. */
+  wrap(handler: ServingHandler): ServingHandler;
+  /** The steps as Express-style middleware (register it before your routes). */
+  readonly express: ExpressStyleMiddleware;
+  /**
+   * The steps as a Fastify-style `onRequest` hook, on `request.raw`/`reply.raw`. A step that runs
+   * the rest of the request inside a context (AsyncLocalStorage) covers what Fastify runs from
+   * `done()`, which includes the route handler.
+   */
+  readonly fastify: FastifyStyleHook;
+  /** Releases what the steps own (e.g. an event-loop delay histogram). */
+  close(): void;
+}
+
+/**
+ * The one serving-side wrapper: `startService` puts it in front of its own server, and servers
+ * users start themselves use it through `wrap`, `express` or `fastify`. Built-in steps come from
+ * `servingOptions`; `extraSteps` run after them.
+ */
+export function createServing(options: ServingOptions = {}, extraSteps: readonly ServingStep[] = []): Serving {
+  const steps = Object.freeze([...builtinSteps(options), ...extraSteps]);
+  const nextOf = new WeakMap<IncomingMessage, (err?: unknown) => void>();
+  // The Express/Fastify continuation is per request; a WeakMap keeps the composed chain built once.
+  const callNext: ServingHandler = (req) => {
+    const next = nextOf.get(req);
+    nextOf.delete(req);
+    next?.();
+  };
+  const chained = composeSteps(steps, callNext);
+  return {
+    steps,
+    wrap: (handler) => composeSteps(steps, handler),
+    express: (req, res, next) => {
+      nextOf.set(req, next);
+      runGuarded(chained, req, res, next);
+    },
+    fastify: (request, reply, done) => {
+      nextOf.set(request.raw, done as (err?: unknown) => void);
+      runGuarded(chained, request.raw, reply.raw, done as (err?: unknown) => void);
+    },
+    close: () => {
+      for (const step of steps) step.close?.();
+    },
+  };
+}
+
+/** Builds the chain once, so a request costs one call per step and no allocation here. */
+export function composeSteps(steps: readonly ServingStep[], handler: ServingHandler): ServingHandler {
+  let next = handler;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const step = steps[i]!;
+    const inner = next;
+    next = (req, res) => step.handle(req, res, inner);
+  }
+  return next;
+}
+
+function runGuarded(
+  chain: ServingHandler,
+  req: IncomingMessage,
+  res: ServerResponse,
+  onError: (err?: unknown) => void,
+): void {
+  try {
+    chain(req, res);
+  } catch (err) {
+    onError(err);
+  }
+}
