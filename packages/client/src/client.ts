@@ -34,6 +34,7 @@ import { balancedCall, type BalancedResponse, type PipelineContext } from './pip
 import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
 import { validateLimit } from './pipeline/body-limits.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
+import { explainService, type Explanation, type ExplainOptions } from './explain.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
 export interface RetryOptions {
@@ -103,6 +104,12 @@ export interface Client {
   dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher;
   /** A snapshot of every service and peer the client knows. */
   stats(): ClientStats;
+  /**
+   * Why this peer? Every peer of `service` with its load and exclusions, and dry-run picks on the
+   * live state: the candidates compared and the share each peer would get now. Starts watching
+   * `service` if this client never called it.
+   */
+  explain(service: string, options?: ExplainOptions): Explanation;
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   once<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   off<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
@@ -261,6 +268,10 @@ class BalancingClient implements Client, PipelineContext {
     const services: Record<string, ServiceStats> = {};
     for (const [name, svc] of this.services) services[name] = serviceStats(svc, now);
     return { closed: this.closed, services };
+  }
+
+  explain(service: string, options?: ExplainOptions): Explanation {
+    return explainService(this.service(service), this.clock(), this.random, options);
   }
 
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {

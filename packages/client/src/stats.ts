@@ -1,4 +1,5 @@
 import type { BreakerState } from './resilience/index.js';
+import { exclusionsOf, type ExclusionReason } from './peers/exclusions.js';
 import type { ServicePeers } from './peers/service-peers.js';
 
 export interface PeerStats {
@@ -18,6 +19,8 @@ export interface PeerStats {
   readonly avoidedForMs: number | undefined;
   /** Whether the peer is in the current picker. */
   readonly eligible: boolean;
+  /** Why it is not picked now (empty: it can be); the names `explain()` and the metrics use. */
+  readonly excluded: readonly ExclusionReason[];
   /** Attempts sent to it, and those that failed (error, 5xx, 429). */
   readonly requests: number;
   readonly failures: number;
@@ -85,6 +88,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         ejectedForMs: until === undefined ? undefined : Math.max(0, until - now),
         avoidedForMs: peer.avoidUntil > now ? peer.avoidUntil - now : undefined,
         eligible: eligible.has(peer.id),
+        excluded: exclusionsOf(svc, peer, now),
         requests: peer.requests,
         failures: peer.failures,
         poolOpen: peer.transportIfMade !== undefined && peer.transportIfMade.created && !peer.transportIfMade.retired,

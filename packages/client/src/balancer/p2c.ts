@@ -74,6 +74,7 @@ export function twoChoices<P extends PickablePeer>(input: readonly P[], loadsOf:
       const a = sampleIndex(peers, ctx.exclude, ctx.random);
       if (a < 0) return ALL_EXCLUDED;
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
+      if (ctx.compared !== undefined) ctx.compared.push(...(b >= 0 ? [peers[a]!, peers[b]!] : [peers[a]!]));
       // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
       const winner = b >= 0 && loadAt(b, ctx.now) < loadAt(a, ctx.now) ? b : a;
       return { kind: 'peer', peer: peers[winner]! };

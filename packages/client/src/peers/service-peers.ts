@@ -95,6 +95,19 @@ export class ServicePeers implements DiscoverySink {
     return this.ctx.maxConcurrentPerPeer;
   }
 
+  /** The balancer and load metric this service's pickers are built with (for `explain`). */
+  get balancer(): Balancer {
+    return this.ctx.balancer;
+  }
+
+  get metric(): LoadMetric {
+    return this.ctx.metric;
+  }
+
+  get panicThreshold(): number {
+    return this.ctx.panicThreshold;
+  }
+
   get peerList(): readonly Peer[] {
     return this.list;
   }
