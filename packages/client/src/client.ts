@@ -6,7 +6,9 @@ import {
   validateServiceName,
   type Registry,
   type RegistryLogger,
+  type TelemetryOptions,
 } from '@peerlb/registry';
+import { instrumentation } from '@peerlb/registry/otel';
 import {
   p2c,
   peakEwma,
@@ -35,6 +37,7 @@ import { validateCaller, type RequestOptions } from './pipeline/request-options.
 import { validateLimit } from './pipeline/body-limits.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { explainService, type Explanation, type ExplainOptions } from './explain.js';
+import { CLIENT_SCOPE, ClientTelemetry, clientVersion } from './telemetry/client-telemetry.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
 export interface RetryOptions {
@@ -92,6 +95,12 @@ export interface ClientOptions {
   logger?: RegistryLogger;
   /** Close the registry with the client (default false). */
   closeRegistry?: boolean;
+  /**
+   * OpenTelemetry metrics and traces. Default on when `@opentelemetry/api` is installed and a
+   * tracer or meter provider was registered before the client is built; `{ tracerProvider,
+   * meterProvider }` to report elsewhere; `false` off.
+   */
+  telemetry?: boolean | TelemetryOptions;
 }
 
 export interface Client {
@@ -158,6 +167,8 @@ class BalancingClient implements Client, PipelineContext {
   readonly clock: () => number;
   readonly events: ClientEvents;
   readonly deadlines: DeadlineQueue;
+  /** Undefined when there is nothing to report to (see `ClientOptions.telemetry`). */
+  readonly telemetry: ClientTelemetry | undefined;
   private readonly serviceContext: ServiceContext;
   private readonly services = new Map<string, ServicePeers>();
   private readonly registry: Registry;
@@ -214,6 +225,8 @@ class BalancingClient implements Client, PipelineContext {
       throw new InvalidOptionsError('closeRegistry', 'must be a boolean');
     }
     this.closeRegistry = options.closeRegistry ?? false;
+    const otel = instrumentation(CLIENT_SCOPE, clientVersion(), options.telemetry, 'telemetry');
+    this.telemetry = otel === undefined ? undefined : new ClientTelemetry(otel, () => this.services.values(), this.clock);
     this.events = new ClientEvents(logger);
     this.deadlines = new DeadlineQueue((err) =>
       logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),
@@ -297,6 +310,7 @@ class BalancingClient implements Client, PipelineContext {
   private async shutdown(): Promise<void> {
     const closing = [...this.services.values()].map((svc) => svc.close());
     this.serviceContext.breakers?.close();
+    this.telemetry?.close();
     await Promise.all(closing);
     this.events.removeAll();
     if (this.closeRegistry) await this.registry.close();

@@ -50,6 +50,9 @@ export interface ServiceStats {
   readonly requests: number;
   readonly failures: number;
   readonly retries: number;
+  /** Peers taken out by outlier detection, and registry errors, since the service was first called. */
+  readonly ejections: number;
+  readonly registryErrors: number;
   readonly peers: readonly PeerStats[];
 }
 
@@ -75,6 +78,8 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
     requests: svc.counters.requests,
     failures: svc.counters.failures,
     retries: svc.counters.retries,
+    ejections: svc.counters.ejections,
+    registryErrors: svc.watch.errorCount,
     peers: svc.peerList.map((peer) => {
       const until = svc.ejectedUntil(peer);
       return {

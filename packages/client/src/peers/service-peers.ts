@@ -41,6 +41,8 @@ export interface ServiceCounters {
   /** Calls that ended in an error (not a response). */
   failures: number;
   retries: number;
+  /** Peers taken out by outlier detection. */
+  ejections: number;
 }
 
 /**
@@ -50,7 +52,7 @@ export interface ServiceCounters {
  */
 export class ServicePeers implements DiscoverySink {
   readonly watch: ServiceWatch;
-  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0 };
+  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0, ejections: 0 };
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];
@@ -254,6 +256,7 @@ export class ServicePeers implements DiscoverySink {
       const peer = this.peers.get(event.peerId);
       if (!peer) continue;
       if (event.type === 'ejected') {
+        this.counters.ejections++;
         this.ctx.events.emit('peer:ejected', { service: this.service, peer: peer.info, durationMs: event.ejectionMs });
       } else {
         this.ctx.events.emit('peer:restored', { service: this.service, peer: peer.info });
