@@ -1,9 +1,11 @@
 import { ConsulRegistry, silentLogger } from '@peerlb/registry';
 import { registryConformance } from '@peerlb/registry/testkit';
+import type { ConformanceTarget } from '@peerlb/registry/testkit';
+import { newToken, startDevAgent, type DevAgent } from './support/consul-agent.js';
 import { startConsulDouble, type ConsulDouble } from './support/consul-double.js';
 
-// The Consul adapter against the agent test double (always), with ACL enforcement on so every
-// call proves the token is sent. Check intervals below Consul's 1 s floor and sub-minute
+// The Consul adapter against the agent test double, with ACL enforcement on so every call proves
+// the token is sent. Check intervals below Consul's 1 s floor and sub-minute
 // deregister-critical-after values are allowed by the double only, to keep the run short.
 const TOKEN = 'conformance-secret-token';
 let double: ConsulDouble | undefined;
@@ -40,24 +42,48 @@ registryConformance('consul (agent test double)', {
   },
 });
 
-// The same suite against a real agent when one is configured; CI has none (no Consul binary can
-// be installed on these machines), so this says so instead of running.
-const realAgent = process.env.CONSUL_HTTP_ADDR;
-if (realAgent) {
-  registryConformance(`consul (real agent at ${realAgent})`, {
+// The same suite against a real `consul agent -dev` (Consul 1.8.7, fetched by scripts/consul.sh):
+// once with ACLs off, once with ACLs on (default deny, a management token).
+function realAgentTarget(token: string | undefined): ConformanceTarget {
+  let agent: DevAgent | undefined;
+  return {
     settleMs: 3_000,
     minCheckIntervalMs: 1_000,
     minDeregisterCriticalAfterMs: 60_000,
-    async open() {
-      return new ConsulRegistry({ logger: silentLogger });
+    async setup() {
+      agent = await startDevAgent(token === undefined ? {} : { aclToken: token });
     },
-    peerProcessConfig: () => ({
-      kind: 'consul',
-      address: realAgent,
-      ...(process.env.CONSUL_HTTP_TOKEN ? { token: process.env.CONSUL_HTTP_TOKEN } : {}),
-    }),
-    async teardown() {},
-  });
-} else {
-  console.info('[conformance] consul (real agent): not run, CONSUL_HTTP_ADDR is not set');
+    async open() {
+      return new ConsulRegistry({
+        address: agent!.url,
+        ...(token === undefined ? {} : { token }),
+        waitMs: 5_000,
+        backoff: { minMs: 50, maxMs: 500 },
+        logger: silentLogger,
+        env: {},
+      });
+    },
+    peerProcessConfig: () => ({ kind: 'consul', address: agent!.url, ...(token === undefined ? {} : { token }) }),
+    restart: () => agent!.restart(),
+    // What other tools really write: a port of 0 and an address that is a URL, both with a passing check.
+    async injectMalformed(service) {
+      for (const [suffix, fields] of [
+        ['port-0', { Address: '127.0.0.1', Port: 0 }],
+        ['url-address', { Address: 'http://evil.example/', Port: 80 }],
+      ] as const) {
+        const res = await fetch(`${agent!.url}/v1/agent/service/register`, {
+          method: 'PUT',
+          headers: token === undefined ? {} : { 'X-Consul-Token': token },
+          body: JSON.stringify({ ID: `${service}-${suffix}`, Name: service, ...fields, Check: { TTL: '60s', Status: 'passing' } }),
+        });
+        if (res.status !== 200) throw new Error(`injecting ${suffix}: HTTP ${res.status} ${await res.text()}`);
+      }
+    },
+    async teardown() {
+      await agent?.close();
+    },
+  };
 }
+
+registryConformance('consul (real agent 1.8.7)', realAgentTarget(undefined));
+registryConformance('consul (real agent 1.8.7, ACL default deny)', realAgentTarget(newToken()));

@@ -363,7 +363,7 @@ describe('Consul agent double', () => {
     expect(unknown.status).toBe(404);
     expect(unknown.text).toContain('Unknown service ID "d-1"');
     expect((await call(d, 'GET', '/v1/agent/service/deregister/d-1')).status).toBe(405);
-    expect((await call(d, 'GET', '/v1/catalog/services')).status).toBe(404);
+    expect((await call(d, 'GET', '/v1/catalog/nodes')).status).toBe(404);
   });
 
   it('keeps check status when the same service is registered again', async () => {

@@ -26,6 +26,7 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  * - PUT /v1/agent/service/register, PUT /v1/agent/service/deregister/:id
  * - PUT /v1/agent/check/pass|warn|fail/:id?note=, PUT /v1/agent/check/update/:id {Status, Output}
  * - GET /v1/agent/services, GET /v1/agent/checks, GET /v1/status/leader
+ * - GET /v1/catalog/services (not blocking; the `consul` service itself listed, as on a server)
  * - GET /v1/health/service/:name?passing&tag=&index=&wait=  (blocking query)
  *
  * Deliberate differences from a real agent (test speed and size):
@@ -449,6 +450,10 @@ class ConsulAgentDouble implements ConsulDouble {
           return this.sendJson(res, 200, identity === 'anonymous' ? {} : this.agentServices());
         case 'checks':
           return this.sendJson(res, 200, identity === 'anonymous' ? {} : this.agentChecks());
+        case 'catalog-services':
+          return this.sendJson(res, 200, identity === 'anonymous' ? {} : this.catalogServices(), {
+            'X-Consul-Index': String(this.index),
+          });
         case 'health':
           return await this.health(req, res, url, route.arg, identity);
       }
@@ -462,6 +467,7 @@ class ConsulAgentDouble implements ConsulDouble {
     const exact: Record<string, [string, string]> = {
       '/v1/agent/service/register': ['register', 'PUT'],
       '/v1/agent/services': ['services', 'GET'],
+      '/v1/catalog/services': ['catalog-services', 'GET'],
       '/v1/agent/checks': ['checks', 'GET'],
       '/v1/status/leader': ['leader', 'GET'],
     };
@@ -760,6 +766,13 @@ class ConsulAgentDouble implements ConsulDouble {
       CreateIndex: BOOT_INDEX,
       ModifyIndex: this.nodeCheckIndex,
     };
+  }
+
+  /** Service name -> the union of its instances' tags, healthy or not. */
+  private catalogServices(): Record<string, string[]> {
+    const out: Record<string, string[]> = { consul: [] };
+    for (const s of this.services.values()) out[s.name] = [...new Set([...(out[s.name] ?? []), ...s.tags])];
+    return out;
   }
 
   private agentServices(): Record<string, unknown> {

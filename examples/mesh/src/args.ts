@@ -5,6 +5,8 @@ export interface CliArgs {
   help: boolean;
   instances: number;
   gatewayPort: number;
+  /** The browser view's first port to try (then the next ones); 0: any free port; undefined: no view. */
+  webPort: number | undefined;
   portRange: { start: number; end: number } | undefined;
   drainMs: number;
   userRatePerSec: number;
@@ -23,6 +25,9 @@ Options:
                          0 only if every expectation held
   --instances N          instances of each backend (default 3)
   --port N               gateway port: N or the next free one (default 8080; 0: any free port)
+  --web-port N           browser view on 127.0.0.1: port N or the next free one (default 8090;
+                         0: any free port)
+  --no-web               no browser view
   --ports A-B            port range searched for backends (default 7100-7999; 0: any free port)
   --drain-ms N           how long a stopping instance keeps serving after deregistering (default 2000)
   --user-rate N          gateway rate limit per end user, requests/s (default 20)
@@ -47,6 +52,8 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
         help: { type: 'boolean', short: 'h', default: false },
         instances: { type: 'string', default: '3' },
         port: { type: 'string', default: '8080' },
+        'web-port': { type: 'string', default: '8090' },
+        'no-web': { type: 'boolean', default: false },
         ports: { type: 'string', default: '7100-7999' },
         'drain-ms': { type: 'string', default: '2000' },
         'user-rate': { type: 'string', default: '20' },
@@ -66,6 +73,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
     help: v.help === true,
     instances,
     gatewayPort: int('--port', v.port, 0, 65_535),
+    webPort: v['no-web'] === true ? undefined : int('--web-port', v['web-port'], 0, 65_535),
     portRange: range(v.ports ?? '7100-7999'),
     drainMs: int('--drain-ms', v['drain-ms'], 0, 60_000),
     userRatePerSec: int('--user-rate', v['user-rate'], 1, 100_000),

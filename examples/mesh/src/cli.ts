@@ -3,8 +3,10 @@
 import { USAGE, UsageError, parseCliArgs } from './args.js';
 import { runDemo } from './demo.js';
 import { runLive } from './live.js';
+import { guardOutput } from './output-guard.js';
 
 async function main(): Promise<number> {
+  guardOutput(process);
   let args;
   try {
     args = parseCliArgs(process.argv.slice(2));

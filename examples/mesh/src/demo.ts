@@ -1,5 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { Agent } from 'node:http';
+import { killInstance, slowDown, stopInstance } from './actions.js';
 import type { CliArgs } from './args.js';
 import { emptySummary, formatSummary, type Check, type DemoSummary, type Share } from './demo-summary.js';
 import { watchDeparture } from './demo-watch.js';
@@ -181,14 +182,14 @@ async function scenario(
 
     // Slow one pricing instance down: its callers (catalog, orders) should move traffic off it.
     const slowed = need(mesh, 'pricing#1');
-    await httpJson(`${slowed.info!.url}/admin/slow?ms=${SLOW_MS}`, { method: 'POST', timeoutMs: 2_000, agent });
+    await slowDown(slowed, SLOW_MS, agent);
     log(`slowed ${slowed.label} (${slowed.info!.id}) by ${SLOW_MS} ms per request`);
 
     await at(T.kill);
     const killed = need(mesh, 'catalog#1');
     const killedBefore = await gatewayPeer('catalog', killed.info!.id);
     const killAt = Date.now();
-    killed.kill('SIGKILL');
+    killInstance(killed);
     log(`SIGKILL ${killed.label} (${killed.info!.id}): no deregistration, no drain`);
     const killWatch = watchDeparture({
       id: killed.info!.id,
@@ -205,7 +206,7 @@ async function scenario(
     const stopped = need(mesh, 'orders#1');
     const stoppedBefore = await gatewayPeer('orders', stopped.info!.id);
     const termAt = Date.now();
-    stopped.kill('SIGTERM');
+    stopInstance(stopped);
     log(`SIGTERM ${stopped.label} (${stopped.info!.id}): it deregisters, drains ${args.drainMs} ms, exits`);
     const termWatch = watchDeparture({
       id: stopped.info!.id,

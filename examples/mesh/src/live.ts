@@ -1,10 +1,11 @@
 import { Agent } from 'node:http';
 import type { CliArgs } from './args.js';
 import { meshFromArgs } from './mesh.js';
-import { takeSnapshot, type MeshSnapshot } from './observe.js';
+import { ALL_SERVICES, takeSnapshot, type MeshSnapshot } from './observe.js';
 import { prepareRegistry } from './registry-env.js';
 import { finishShutdown, installShutdown, type Shutdown } from './shutdown.js';
 import { renderView } from './view.js';
+import { WebView } from './web/web-server.js';
 
 const TTY_REFRESH_MS = 1_000;
 // Without a terminal (CI logs, a file) the view is printed as plain lines, much less often.
@@ -17,7 +18,12 @@ export async function runLive(args: CliArgs): Promise<number> {
   const tty = out.isTTY === true;
   const recent: string[] = [];
   let viewActive = false;
+  let web: WebView | undefined;
+  // What happened before the browser view started, for its timeline.
+  const early: Array<{ at: number; text: string }> = [];
   const log = (message: string): void => {
+    if (web) web.model.note(message);
+    else if (early.push({ at: Date.now(), text: message }) > 40) early.shift();
     const line = `${new Date().toISOString().slice(11, 19)} ${message}`;
     recent.push(line);
     if (recent.length > RECENT_EVENTS) recent.shift();
@@ -50,8 +56,26 @@ export async function runLive(args: CliArgs): Promise<number> {
   if (shutdown.isRequested) return finishShutdown(shutdown.done);
 
   const gatewayUrl = mesh.gateway?.info?.url;
+  const startedAt = Date.now();
+  if (args.webPort !== undefined) {
+    try {
+      web = await WebView.start({
+        mesh,
+        registry: reg.registry,
+        port: args.webPort,
+        registryName,
+        gatewayUrl: gatewayUrl ?? null,
+        startedAt,
+        services: ALL_SERVICES,
+      });
+      for (const e of early) web.model.note(e.text, e.at);
+    } catch (err) {
+      log(`browser view: could not start: ${(err as Error).message}`);
+    }
+  }
   out.write(
     `\n[mesh] gateway: ${gatewayUrl}\n` +
+      (web ? `[mesh] browser view: ${web.url}   (live picture; kill, stop, slow down, make unhealthy, start one more)\n` : '') +
       `[mesh] try:  curl ${gatewayUrl}/api/products/tea-001\n` +
       `[mesh]       curl '${gatewayUrl}/api/quote?sku=pot-001&qty=2'\n` +
       `[mesh]       curl '${gatewayUrl}/limited?caller=alice'   (a burst over the per-user rate limit)\n` +
@@ -62,7 +86,7 @@ export async function runLive(args: CliArgs): Promise<number> {
   const header = {
     registry: registryName,
     gatewayUrl,
-    startedAt: Date.now(),
+    startedAt,
     hint: tty ? 'Ctrl-C to stop' : '',
   };
   let previous: MeshSnapshot | undefined;
@@ -90,6 +114,7 @@ export async function runLive(args: CliArgs): Promise<number> {
   await refresh();
 
   const code = await finishShutdown(shutdown.done);
+  await web?.close();
   agent.destroy();
   return code;
 }

@@ -31,3 +31,17 @@ export class PortUnavailableError extends PeerlbError {
     this.range = where.range;
   }
 }
+
+/**
+ * The health function threw or rejected (`cause` holds what it threw). The instance is reported
+ * critical until the function passes again; this error says why. Emitted as an `error` event and
+ * logged, rate-limited.
+ */
+export class HealthCheckFailedError extends PeerlbError {
+  readonly instanceId: string;
+
+  constructor(instanceId: string, message: string, options?: { cause?: unknown }) {
+    super('PEERLB_HEALTH_CHECK_FAILED', message, options);
+    this.instanceId = instanceId;
+  }
+}

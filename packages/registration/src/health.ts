@@ -1,6 +1,9 @@
 import type { HealthFunction } from './options.js';
 
-export type HealthVerdict = { readonly ok: true } | { readonly ok: false; readonly reason: string };
+/** `threw`: set when the health function threw or rejected, holding what it threw. */
+export type HealthVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: string; readonly threw?: { readonly error: unknown } };
 
 const HEALTHY: HealthVerdict = Object.freeze({ ok: true });
 
@@ -23,7 +26,7 @@ export async function evaluateHealth(fn: HealthFunction | undefined, timeoutMs: 
     if (result === false) return { ok: false, reason: 'health function returned false' };
     return HEALTHY;
   } catch (err) {
-    return { ok: false, reason: `health function failed: ${(err as Error)?.message ?? String(err)}` };
+    return { ok: false, reason: `health function failed: ${(err as Error)?.message ?? String(err)}`, threw: { error: err } };
   } finally {
     if (timer) clearTimeout(timer);
   }

@@ -12,7 +12,7 @@ export type {
 } from './options.js';
 export type { RegistrationEvents } from './registration.js';
 export type { RegistrationState } from './lifecycle.js';
-export { RegistrationFailedError, PortUnavailableError } from './errors.js';
+export { RegistrationFailedError, PortUnavailableError, HealthCheckFailedError } from './errors.js';
 export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
 export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
 export { createServing, composeSteps } from './serving/serving-middleware.js';

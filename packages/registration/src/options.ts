@@ -102,8 +102,14 @@ export interface StartServiceOptions extends Omit<RegisterServiceOptions, 'port'
   host?: string;
   /** Default `/health`. */
   healthPath?: string;
-  /** How long to keep serving after deregistering, before closing. Default 5 000. */
+  /** How long to keep serving after deregistering, before closing: the most the drain lasts. Default 5 000. */
   drainMs?: number;
+  /**
+   * How long callers' watches may take to see the deregistration. The drain ends early once the
+   * registry confirmed the deregistration, this much time passed, and no request is in flight.
+   * Default 1 000; `drainMs` or more keeps the full drain.
+   */
+  drainPropagationMs?: number;
   /** After the drain window, how long in-flight requests get before connections are destroyed. Default 10 000. */
   closeTimeoutMs?: number;
   /** Install SIGINT/SIGTERM handlers that drain and exit. Default true. */
@@ -144,6 +150,7 @@ export interface StartConfig {
   host: string | undefined;
   healthPath: string;
   drainMs: number;
+  drainPropagationMs: number;
   closeTimeoutMs: number;
   handleSignals: boolean;
   handleCrashes: boolean;
@@ -158,6 +165,9 @@ export const DEFAULT_STARTUP_TIMEOUT_MS = 30_000;
 export const DEFAULT_CALL_TIMEOUT_MS = 5_000;
 export const DEFAULT_DEREGISTER_TIMEOUT_MS = 5_000;
 export const DEFAULT_DRAIN_MS = 5_000;
+// A local-registry watcher rescans every 500 ms by default (fs.watch is faster still), a Consul
+// blocking query answers on change: two rescans' worth covers both.
+export const DEFAULT_DRAIN_PROPAGATION_MS = 1_000;
 export const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 export const DEFAULT_HEALTH_PATH = '/health';
 
@@ -427,6 +437,7 @@ export function normaliseStartOptions(options: StartServiceOptions, makeId: (ser
     host,
     healthPath,
     drainMs: optionalNonNegativeMs(options.drainMs, 'drainMs', DEFAULT_DRAIN_MS),
+    drainPropagationMs: optionalNonNegativeMs(options.drainPropagationMs, 'drainPropagationMs', DEFAULT_DRAIN_PROPAGATION_MS),
     closeTimeoutMs: optionalDuration(options.closeTimeoutMs, 'closeTimeoutMs', DEFAULT_CLOSE_TIMEOUT_MS),
     handleSignals,
     handleCrashes: optionalBoolean(options.handleCrashes, 'handleCrashes', handleSignals),

@@ -6,8 +6,9 @@ import {
   type ServiceInstanceInput,
 } from '@peerlb/registry';
 import { openDefaultRegistry } from './default-registry.js';
-import { RegistrationFailedError } from './errors.js';
+import { HealthCheckFailedError, RegistrationFailedError } from './errors.js';
 import { evaluateHealth, type HealthVerdict } from './health.js';
+import { HealthFailureReports } from './health-report.js';
 import { Lifecycle, isLeaving, isLive, type RegistrationState } from './lifecycle.js';
 import type { RegistrationConfig } from './options.js';
 import { scopedSignal, withScopedSignal } from './signals.js';
@@ -87,6 +88,7 @@ export class Registration {
   private lostStreak = 0;
   private deregistration: Promise<void> | undefined;
   private finished: Promise<void> | undefined;
+  private readonly healthReports = new HealthFailureReports();
 
   constructor(
     readonly config: RegistrationConfig,
@@ -168,10 +170,7 @@ export class Registration {
     }
     if (!registered || signal?.aborted) {
       // A register call cut short by the deadline may still have reached the registry.
-      await this.deregisterWithRetry(Math.min(config.deregisterTimeoutMs, 2_000)).catch((err: unknown) => {
-        config.logger.warn(`could not deregister ${config.id} after failed startup: ${asError(err).message}`);
-      });
-      await this.finish();
+      await this.abandonStartup();
       if (signal?.aborted) throw new AbortedError(signal.reason);
       const permanent = PERMANENT_CODES.has(codeOf(lastError));
       const reason = describeError(lastError);
@@ -186,7 +185,22 @@ export class Registration {
     }
     const controller = new AbortController();
     this.loopController = controller;
-    const first = await this.beat(controller.signal);
+    // A shutdown signal while the first health() call runs must not be followed by a passing
+    // heartbeat: the beat sees its signal aborted and sends nothing.
+    const onStartupAbort = () => controller.abort(signal?.reason);
+    if (signal?.aborted) onStartupAbort();
+    else signal?.addEventListener('abort', onStartupAbort, { once: true });
+    let first: BeatOutcome;
+    try {
+      first = await this.beat(controller.signal);
+    } finally {
+      signal?.removeEventListener('abort', onStartupAbort);
+    }
+    if (signal?.aborted) {
+      // Registered, but start-up was called off (SIGTERM, the caller's signal): leave no trace.
+      await this.abandonStartup();
+      throw new AbortedError(signal.reason);
+    }
     this.events.emit('registered', { id: config.id, attempts });
     this.loopDone = this.runLoop(controller.signal, first).catch((err: unknown) => {
       // The loop handles its own errors; this only guards against a bug leaving a rejection unhandled.
@@ -198,7 +212,38 @@ export class Registration {
   async endpointHealth(): Promise<HealthVerdict> {
     const state = this.lifecycle.state;
     if (isLeaving(state)) return { ok: false, reason: state };
-    return evaluateHealth(this.config.health, this.config.healthTimeoutMs);
+    return this.askHealth();
+  }
+
+  /** Start-up did not end registered: a best-effort, bounded deregistration, then closed. */
+  private async abandonStartup(): Promise<void> {
+    await this.deregisterWithRetry(Math.min(this.config.deregisterTimeoutMs, 2_000)).catch((err: unknown) => {
+      this.config.logger.warn(`could not deregister ${this.config.id} after failed startup: ${asError(err).message}`);
+    });
+    await this.finish();
+  }
+
+  /**
+   * The health function's verdict. When it threw, that is said (logged, and an `error` event when
+   * someone listens), rate-limited: otherwise the instance is critical and nothing says why.
+   */
+  private async askHealth(): Promise<HealthVerdict> {
+    const verdict = await evaluateHealth(this.config.health, this.config.healthTimeoutMs);
+    if (!verdict.ok && verdict.threw !== undefined) {
+      const admitted = this.healthReports.admit(verdict.reason);
+      if (admitted !== undefined) {
+        const held = admitted.heldBack > 0 ? ` (${admitted.heldBack} similar failures not reported since the last report)` : '';
+        const error = new HealthCheckFailedError(
+          this.config.id,
+          `${verdict.reason}; instance ${this.config.id} is reported critical until it passes${held}`,
+          { cause: verdict.threw.error },
+        );
+        this.config.logger.warn(error.message, { instanceId: this.config.id });
+        // Without a listener the emitter would log it a second time.
+        if (this.events.listenerCount('error') > 0) this.events.emit('error', error);
+      }
+    }
+    return verdict;
   }
 
   /** Enters `draining` (the health endpoint answers 503). False when already leaving. */
@@ -225,12 +270,14 @@ export class Registration {
     return this.deregistration;
   }
 
-  /** Like `deregister`, but a failure is emitted as `error` instead of thrown. */
-  async leave(): Promise<void> {
+  /** Like `deregister`, but a failure is emitted as `error` instead of thrown. True when the registry confirmed it. */
+  async leave(): Promise<boolean> {
     try {
       await this.deregister();
+      return true;
     } catch (err) {
       this.events.emit('error', asError(err));
+      return false;
     }
   }
 
@@ -282,7 +329,7 @@ export class Registration {
   private async beat(signal: AbortSignal): Promise<BeatOutcome> {
     const { config } = this;
     const registry = this.registryRef!;
-    const verdict = await evaluateHealth(config.health, config.healthTimeoutMs);
+    const verdict = await this.askHealth();
     if (signal.aborted) return 'aborted';
     let outcome: BeatOutcome = 'ok';
     try {

@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
-import { SCHEME_META_KEY, sleep } from '@peerlb/registry';
+import { SCHEME_META_KEY } from '@peerlb/registry';
 import { closeServer } from './close-server.js';
+import { drain, InFlight } from './drain.js';
 import { StartedHandle, type StartedService } from './handle.js';
 import { answerHealth, pathOf } from './health-endpoint.js';
 import { createInstanceId } from './instance-id.js';
@@ -28,7 +29,12 @@ export async function startService(options: StartServiceOptions): Promise<Starte
   const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
+<<<<<<< HEAD
   const { server, restore } = prepareServer(cfg, registration, limiter, serving);
+=======
+  const inFlight = new InFlight();
+  const { server, restore } = prepareServer(cfg, registration, limiter, inFlight);
+>>>>>>> main
 
   const startup = new AbortController();
   const userSignal = cfg.registration.signal;
@@ -80,11 +86,14 @@ export async function startService(options: StartServiceOptions): Promise<Starte
     registration,
     port,
     async () => {
-      // Health answers 503 from here on; then leave the registry, then keep serving for drainMs so
-      // callers that have not yet seen the removal still get answers, then close.
+      // Health answers 503 from here on; then leave the registry, then keep serving so callers
+      // that have not yet seen the removal still get answers (drain.ts: at most drainMs, less
+      // once provably done), then close.
       registration.markDraining();
-      await registration.leave();
-      if (cfg.drainMs > 0) await sleep(cfg.drainMs);
+      const deregistered = await registration.leave();
+      if (cfg.drainMs > 0) {
+        await drain({ drainMs: cfg.drainMs, propagationMs: cfg.drainPropagationMs, deregistered, inFlight });
+      }
       await closeServer(server, cfg.closeTimeoutMs);
       serving.close();
       await registration.finish();
@@ -120,7 +129,11 @@ function prepareServer(
   cfg: StartConfig,
   registration: Registration,
   limiter: CallerRateLimiter | undefined,
+<<<<<<< HEAD
   serving: Serving,
+=======
+  inFlight: InFlight,
+>>>>>>> main
 ): { server: Server; restore: () => void } {
   const reportError = (err: unknown) =>
     registration.events.emit('error', err instanceof Error ? err : new Error(String(err)));
@@ -142,11 +155,18 @@ function prepareServer(
       } catch (err) {
         reportError(err);
         failResponse(res);
+<<<<<<< HEAD
       }
     };
   };
 
   const limitThenServe = (user: UserListener, req: IncomingMessage, res: ServerResponse): void => {
+=======
+      });
+      return;
+    }
+    inFlight.track(res);
+>>>>>>> main
     if (limiter) {
       const decision = limiter.check(req);
       if (!decision.allowed) {

@@ -106,6 +106,11 @@ export interface Registry {
   heartbeat(id: string, options?: HeartbeatOptions): Promise<void>;
   /** The healthy instances now (one registry read). */
   list(service: string, options?: ListOptions): Promise<ServiceInstance[]>;
+  /**
+   * Names of the services that have at least one registered instance, healthy or not, sorted (for
+   * tools such as `peerlb services`). Optional: an adapter that cannot enumerate services leaves it out.
+   */
+  services?(options?: CallOptions): Promise<string[]>;
   /** Calls `listener` with the healthy instances now and after every change, until closed. */
   watch(service: string, listener: WatchListener, options?: WatchOptions): WatchHandle;
   /** Stops watches, checks and timers this registry object owns. Does not deregister anything. */

@@ -4,13 +4,16 @@ import { HttpError, callService, intParam, type Route, type ServiceFactory } fro
 const USER = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /**
- * The end user a request is for: `x-user` header or `?user=`, else `anonymous`. It becomes the
- * caller of every call the gateway makes for it (`user:<name>`), so each user gets its own bucket
- * of the gateway client's per-caller rate limit.
+ * The end user a request is for: `x-user` header or `?user=` (`user:<name>`). It becomes the
+ * caller of every call the gateway makes for it, so each user gets its own bucket of the gateway
+ * client's per-caller rate limit. A request naming no user is keyed by its remote address
+ * (`addr:<ip>`), as the serving side's `callerKeyOf` does: one shared "anonymous" bucket let a
+ * few parallel `curl`s from different people refuse each other.
  */
 function userCaller(ctx: RouteContext, param = 'user'): string {
   const header = ctx.req.headers['x-user'];
-  const name = ctx.url.searchParams.get(param) ?? (typeof header === 'string' ? header : 'anonymous');
+  const name = ctx.url.searchParams.get(param) ?? (typeof header === 'string' ? header : undefined);
+  if (name === undefined) return `addr:${ctx.req.socket.remoteAddress ?? 'unknown'}`;
   if (!USER.test(name)) throw new HttpError(400, `${param} must be 1..64 letters, digits, "_", "." or "-"`);
   return `user:${name}`;
 }

@@ -65,6 +65,11 @@ interface RawConsulClient {
     };
     check: Record<'pass' | 'warn' | 'fail', (options: RawCallOptions & { id: string; note?: string }) => Promise<unknown>>;
   };
+  catalog: {
+    service: {
+      list(options: RawCallOptions & { dc?: string }): Promise<unknown>;
+    };
+  };
   health: {
     /** With `ctx.includeResponse` this resolves `[response, body]`. */
     service(options: RawCallOptions & {
@@ -201,6 +206,20 @@ export class ConsulApi {
         throw new RegistryUnavailableError('consul GET /v1/agent/services: expected a JSON object');
       }
       return Object.prototype.hasOwnProperty.call(body, id);
+    });
+  }
+
+  /** `GET /v1/catalog/services`: service name -> tags, for every service in the catalog. */
+  catalogServices(query: { datacenter?: string }, control: CallControl): Promise<Record<string, unknown>> {
+    return this.#call('GET /v1/catalog/services', control, { retryReset: true }, async (ctx) => {
+      const body = await this.#client.catalog.service.list({
+        ctx,
+        ...(query.datacenter === undefined ? {} : { dc: query.datacenter }),
+      });
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        throw new RegistryUnavailableError('consul GET /v1/catalog/services: expected a JSON object');
+      }
+      return body as Record<string, unknown>;
     });
   }
 

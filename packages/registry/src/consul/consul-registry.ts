@@ -15,6 +15,7 @@ import type {
 } from '../types.js';
 import {
   acceptInstances,
+  isValidServiceName,
   matchesFilter,
   validateCheckSpec,
   validateFilter,
@@ -32,6 +33,9 @@ const TTL_UPDATES: Record<CheckStatus, TtlUpdate> = { passing: 'pass', warning: 
 // How Consul answers a TTL update for a check it does not have: 404 "Unknown check ID" on current
 // agents, 500 "... does not have associated TTL" on older ones.
 const UNKNOWN_CHECK = /does not have associated TTL|unknown check/i;
+// How Consul answers deregistering a service it does not have: 404 on current agents, 200 on 1.8
+// without ACLs, 500 "Unknown service ..." on 1.8 with ACLs. Already gone is what we wanted.
+const UNKNOWN_SERVICE = /unknown service/i;
 
 /**
  * The production registry: a Consul agent's HTTP API through the `consul` package.
@@ -85,8 +89,7 @@ export class ConsulRegistry implements Registry {
     try {
       await this.call(options.signal, (c) => this.#api.deregisterService(id, c));
     } catch (err) {
-      // Current agents answer 404 for an unknown service id: already gone is what we wanted.
-      if (!(err instanceof ConsulStatusError && err.status === 404)) throw err;
+      if (!isUnknownService(err)) throw err;
     }
     this.ttlOf.delete(id);
   }
@@ -121,6 +124,13 @@ export class ConsulRegistry implements Registry {
       this.#api.healthService({ service, ...this.dc() }, c),
     );
     return this.toInstances(service, reply.body, filter);
+  }
+
+  /** `GET /v1/catalog/services`: every service the catalog knows, names that are not valid here left out. */
+  async services(options: CallOptions = {}): Promise<string[]> {
+    this.assertOpen();
+    const body = await this.call(options.signal, (c) => this.#api.catalogServices(this.dc(), c));
+    return Object.keys(body).filter(isValidServiceName).sort();
   }
 
   watch(service: string, listener: WatchListener, options: WatchOptions = {}): WatchHandle {
@@ -219,6 +229,11 @@ export class ConsulRegistry implements Registry {
   private assertOpen(): void {
     if (this.closed) throw new ClosedError('ConsulRegistry');
   }
+}
+
+function isUnknownService(err: unknown): boolean {
+  if (!(err instanceof ConsulStatusError)) return false;
+  return err.status === 404 || (err.status === 500 && UNKNOWN_SERVICE.test(err.detail));
 }
 
 function isUnknownCheck(err: unknown): boolean {

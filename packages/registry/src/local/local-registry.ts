@@ -225,6 +225,14 @@ export class LocalRegistry implements Registry {
     return healthyInstances(snapshot, service, filter, this.logger);
   }
 
+  async services(options: CallOptions = {}): Promise<string[]> {
+    this.assertOpen();
+    throwIfAborted(options.signal);
+    const snapshot = await readSnapshot(this.dir, this.problems, this.now);
+    throwIfAborted(options.signal);
+    return [...new Set(snapshot.records.map((r) => r.instance.service))].sort();
+  }
+
   watch(service: string, listener: WatchListener, options: WatchOptions = {}): WatchHandle {
     this.assertOpen();
     validateServiceName(service);

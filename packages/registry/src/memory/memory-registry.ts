@@ -17,6 +17,7 @@ import type {
 } from '../types.js';
 import {
   acceptInstances,
+  isValidServiceName,
   parseInstance,
   validateCheckSpec,
   validateFilter,
@@ -150,6 +151,18 @@ export class MemoryRegistry implements Registry {
     throwIfAborted(options.signal);
     validateServiceName(service);
     return this.healthy(service, validateFilter(options.filter));
+  }
+
+  async services(options: CallOptions = {}): Promise<string[]> {
+    this.assertOpen();
+    throwIfAborted(options.signal);
+    const names = new Set<string>();
+    for (const entry of this.staticEntries) {
+      const service = (entry as { service?: unknown } | null)?.service;
+      if (typeof service === 'string' && isValidServiceName(service)) names.add(service);
+    }
+    for (const reg of this.registrations.values()) names.add(reg.instance.service);
+    return [...names].sort();
   }
 
   watch(service: string, listener: WatchListener, options: WatchOptions = {}): WatchHandle {

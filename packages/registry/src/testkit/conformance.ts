@@ -172,6 +172,33 @@ export function registryConformance(name: string, target: ConformanceTarget): vo
       expect(forgotten).toBe(true);
     });
 
+    it('lists the services that have a registered instance, healthy or not (services())', async () => {
+      const registry = await open();
+      if (registry.services === undefined) {
+        process.stdout.write(`[conformance] ${name}: no services() (optional), not checked\n`);
+        return;
+      }
+      const [critical, passing] = [uniqueService(), uniqueService()];
+      const server = await healthServer();
+      await registry.register(instance(critical, server), { ttlMs: 5_000 });
+      await registry.register(instance(passing, server), { ttlMs: 5_000 });
+      await registry.heartbeat(`${passing}-1`);
+      const names = await registry.services();
+      expect(names).toEqual(expect.arrayContaining([critical, passing]));
+      expect(names).toEqual([...names].sort());
+
+      await registry.deregister(`${critical}-1`);
+      // A server-backed catalog may take a moment to forget a deregistered service.
+      const deadline = Date.now() + target.settleMs + VISIBLE_WITHIN_MS;
+      let after = await registry.services();
+      while (after.includes(critical) && Date.now() < deadline) {
+        await delay(50);
+        after = await registry.services();
+      }
+      expect(after).not.toContain(critical);
+      expect(after).toContain(passing);
+    });
+
     it('applies tag and meta filters', async () => {
       const service = uniqueService();
       const registry = await open();
