@@ -29,12 +29,8 @@ export async function startService(options: StartServiceOptions): Promise<Starte
   const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
-<<<<<<< HEAD
-  const { server, restore } = prepareServer(cfg, registration, limiter, serving);
-=======
   const inFlight = new InFlight();
-  const { server, restore } = prepareServer(cfg, registration, limiter, inFlight);
->>>>>>> main
+  const { server, restore } = prepareServer(cfg, registration, limiter, inFlight, serving);
 
   const startup = new AbortController();
   const userSignal = cfg.registration.signal;
@@ -129,11 +125,8 @@ function prepareServer(
   cfg: StartConfig,
   registration: Registration,
   limiter: CallerRateLimiter | undefined,
-<<<<<<< HEAD
-  serving: Serving,
-=======
   inFlight: InFlight,
->>>>>>> main
+  serving: Serving,
 ): { server: Server; restore: () => void } {
   const reportError = (err: unknown) =>
     registration.events.emit('error', err instanceof Error ? err : new Error(String(err)));
@@ -150,23 +143,17 @@ function prepareServer(
         });
         return;
       }
+      inFlight.track(res);
       try {
         served(req, res);
       } catch (err) {
         reportError(err);
         failResponse(res);
-<<<<<<< HEAD
       }
     };
   };
 
   const limitThenServe = (user: UserListener, req: IncomingMessage, res: ServerResponse): void => {
-=======
-      });
-      return;
-    }
-    inFlight.track(res);
->>>>>>> main
     if (limiter) {
       const decision = limiter.check(req);
       if (!decision.allowed) {
