@@ -169,6 +169,8 @@ describe('installable packages (issue 16)', () => {
       const resolved = Object.entries(lock.packages).filter(([path]) => path !== '');
       expect(resolved.length).toBeGreaterThan(4);
       for (const [path, entry] of resolved) expect(entry.resolved ?? registry!.url, path).toMatch(/^http:\/\/127\.0\.0\.1:/);
+      // OpenTelemetry is an optional peer: not installed, not needed.
+      expect(Object.keys(lock.packages).filter((path) => path.includes('@opentelemetry/'))).toEqual([]);
       await runSmoke(app);
     }, PROGRAM_TIMEOUT_MS);
 

@@ -1,9 +1,9 @@
-import { createRequire } from 'node:module';
 import {
   errorType,
   httpMethodAttribute,
   HTTP_DURATION_BUCKETS_S,
   injectTraceContext,
+  scopeVersion,
   type Instrumentation,
   type Otel,
 } from '@peerlb/registry/otel';
@@ -13,12 +13,9 @@ import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 
 export const CLIENT_SCOPE = '@peerlb/client';
-let version: string | undefined;
 
-/** This package's version, for the instrumentation scope (read when first needed, not on import). */
-export function clientVersion(): string {
-  return (version ??= (createRequire(import.meta.url)('../../package.json') as { version: string }).version);
-}
+/** This package's version, for the instrumentation scope. */
+export const clientVersion = (): string => scopeVersion(import.meta.url);
 
 /** The span of one call, and the context its attempts are children of. */
 export interface CallTrace {

@@ -1,22 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createRequire } from 'node:module';
 import type { TLSSocket } from 'node:tls';
 import {
   extractTraceContext,
   httpMethodAttribute,
   HTTP_DURATION_BUCKETS_S,
+  scopeVersion,
   type Instrumentation,
   type Otel,
 } from '@peerlb/registry/otel';
 import type { ServingHandler, ServingStep } from './serving-middleware.js';
 
 export const SERVING_SCOPE = '@peerlb/registration';
-let version: string | undefined;
-
-/** This package's version, for the instrumentation scope (read when first needed, not on import). */
-export function servingVersion(): string {
-  return (version ??= (createRequire(import.meta.url)('../../package.json') as { version: string }).version);
-}
+/** This package's version, for the instrumentation scope. */
+export const servingVersion = (): string => scopeVersion(import.meta.url);
 
 /**
  * A server span per request (parent: the caller's W3C trace context) made current for the

@@ -27,6 +27,21 @@ export function loadOtelApi(): OtelApi | undefined {
   return loaded ?? undefined;
 }
 
+const versions = new Map<string, string>();
+
+/**
+ * The version in the package.json two folders above `moduleUrl` (a module's `import.meta.url` in
+ * `src/x/` or `dist/x/`), for an instrumentation scope. Read when first needed, never on import.
+ */
+export function scopeVersion(moduleUrl: string): string {
+  let version = versions.get(moduleUrl);
+  if (version === undefined) {
+    version = (createRequire(moduleUrl)('../../package.json') as { version: string }).version;
+    versions.set(moduleUrl, version);
+  }
+  return version;
+}
+
 /** What a package instruments with: undefined members are off (no provider registered). */
 export interface Instrumentation {
   readonly api: OtelApi;
