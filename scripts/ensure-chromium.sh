@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's chromium for the browser test of the mesh's web view (test/mesh-web.test.ts),
-# when it is missing. Runs before `pnpm test` (the `pretest` script). playwright-core drives this
+# when it is missing. A step of `pnpm test`, before vitest runs. playwright-core drives this
 # browser; no test tool downloads a browser of its own.
 set -euo pipefail
 

@@ -13,6 +13,10 @@ export interface RunningMesh {
   readonly gatewayUrl: string;
   /** The browser view, when the mesh was started with one. */
   readonly webUrl: string | undefined;
+  /** The run's local registry directory (undefined on Consul). */
+  readonly registryDir: string | undefined;
+  /** Pid of each instance, by label (`catalog#1`). */
+  readonly pids: ReadonlyMap<string, number>;
   /** Every output line so far, for failure messages. */
   readonly output: string[];
   /** SIGTERM, wait for a clean exit (its code); then SIGKILL whatever is left. */
@@ -34,7 +38,8 @@ export async function startMesh(options: StartMeshOptions = {}): Promise<Running
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
-  const pids = new Set<number>();
+  const pids = new Map<string, number>();
+  let registryDir: string | undefined;
   let gatewayUrl: string | undefined;
   let webUrl: string | undefined;
   let resolveReady!: () => void;
@@ -45,8 +50,10 @@ export async function startMesh(options: StartMeshOptions = {}): Promise<Running
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream! }).on('line', (line) => {
       output.push(line);
-      const pid = /: started pid=(\d+)/.exec(line);
-      if (pid) pids.add(Number(pid[1]));
+      const pid = /\] \S+ (\S+): started pid=(\d+)/.exec(line);
+      if (pid) pids.set(pid[1]!, Number(pid[2]));
+      const dir = /registry: local \((\/[^)]+)\)/.exec(line);
+      if (dir) registryDir ??= dir[1];
       const gw = /^\[mesh\] gateway: (http:\/\/\S+)/.exec(line);
       if (gw) gatewayUrl = gw[1];
       const web = /^\[mesh\] browser view: (http:\/\/\S+)/.exec(line);
@@ -62,7 +69,7 @@ export async function startMesh(options: StartMeshOptions = {}): Promise<Running
       const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 20_000))]);
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       // Instances run in their own process groups: whatever outlived the supervisor goes now.
-      for (const pid of pids) {
+      for (const pid of pids.values()) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -83,5 +90,5 @@ export async function startMesh(options: StartMeshOptions = {}): Promise<Running
     await stop();
     throw new Error(`the mesh did not start (${outcome}); its output:\n${output.slice(-30).join('\n')}`);
   }
-  return { child, gatewayUrl, webUrl, output, stop };
+  return { child, gatewayUrl, webUrl, registryDir, pids, output, stop };
 }

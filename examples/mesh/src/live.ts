@@ -79,6 +79,7 @@ export async function runLive(args: CliArgs): Promise<number> {
       `[mesh] try:  curl ${gatewayUrl}/api/products/tea-001\n` +
       `[mesh]       curl '${gatewayUrl}/api/quote?sku=pot-001&qty=2'\n` +
       `[mesh]       curl '${gatewayUrl}/limited?caller=alice'   (a burst over the per-user rate limit)\n` +
+      `[mesh] CLI:  ${reg.kind === 'local' ? `PEERLB_REGISTRY_DIR=${reg.where} ` : ''}pnpm peerlb services   (instances <service>, call <service> <path>)\n` +
       `[mesh] Ctrl-C stops everything.\n\n`,
   );
 

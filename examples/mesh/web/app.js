@@ -145,14 +145,12 @@ function renderServices(f) {
 }
 
 function newCard(inst) {
-  const gateway = inst.service === 'gateway';
-  const buttons = gateway
-    ? el('div', { class: 'buttons' })
-    : el('div', { class: 'buttons' },
-        el('button', { 'data-action': 'kill', title: 'SIGKILL: no deregistration, no drain' }, 'kill'),
-        el('button', { 'data-action': 'stop', title: 'SIGTERM: deregister, drain, exit' }, 'stop'),
-        el('button', { 'data-action': 'slow', title: 'add 200 ms to every request' }, 'slow down'),
-        el('button', { 'data-action': 'unhealthy', title: 'make its health check fail' }, 'make unhealthy'));
+  // The gateway has them too: killing the mesh's one entry point is a failure worth watching.
+  const buttons = el('div', { class: 'buttons' },
+    el('button', { 'data-action': 'kill', title: 'SIGKILL: no deregistration, no drain' }, 'kill'),
+    el('button', { 'data-action': 'stop', title: 'SIGTERM: deregister, drain, exit' }, 'stop'),
+    el('button', { 'data-action': 'slow', title: 'add 200 ms to every request' }, 'slow down'),
+    el('button', { 'data-action': 'unhealthy', title: 'make its health check fail' }, 'make unhealthy'));
   return el('div', { class: 'inst', 'data-instance-id': inst.id ?? '', 'data-label': inst.label, 'data-service': inst.service },
     el('div', { class: 'top' }, el('span', { class: 'label' }, inst.label), el('span', { class: 'badge' })),
     el('div', { class: 'meta' }),

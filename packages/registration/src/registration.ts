@@ -8,7 +8,7 @@ import {
 import { openDefaultRegistry } from './default-registry.js';
 import { HealthCheckFailedError, RegistrationFailedError } from './errors.js';
 import { evaluateHealth, type HealthVerdict } from './health.js';
-import { HealthFailureReports } from './health-report.js';
+import { FailureReports } from './failure-reports.js';
 import { Lifecycle, isLeaving, isLive, type RegistrationState } from './lifecycle.js';
 import type { RegistrationConfig } from './options.js';
 import { scopedSignal, withScopedSignal } from './signals.js';
@@ -88,7 +88,10 @@ export class Registration {
   private lostStreak = 0;
   private deregistration: Promise<void> | undefined;
   private finished: Promise<void> | undefined;
-  private readonly healthReports = new HealthFailureReports();
+  private readonly healthReports = new FailureReports();
+  private readonly renewalReports = new FailureReports({ repeatMs: 30_000, minGapMs: 5_000 });
+  /** Heartbeats in a row the registry could not record. */
+  private renewalFailures = 0;
 
   constructor(
     readonly config: RegistrationConfig,
@@ -341,6 +344,10 @@ export class Registration {
         }),
       );
       this.lostStreak = 0;
+      if (this.renewalFailures > 0) {
+        config.logger.warn(`instance ${config.id} renews its registration again, after ${this.renewalFailures} failed heartbeat(s)`);
+        this.renewalFailures = 0;
+      }
     } catch (err) {
       if (signal.aborted) return 'aborted';
       if (codeOf(err) === 'PEERLB_NOT_REGISTERED') {
@@ -348,11 +355,33 @@ export class Registration {
         this.events.emit('lost', asError(err));
         return 'lost';
       }
+      this.renewalFailures++;
+      this.reportRenewalFailure(asError(err));
       this.events.emit('error', asError(err));
       outcome = 'failed';
     }
     this.applyHealth(verdict);
     return outcome;
+  }
+
+  /**
+   * Said in the log whether or not anyone listens to `error` (rate-limited): an instance whose
+   * heartbeats fail drops out of its callers' view when its check lapses, although it is alive,
+   * and the reason (a full or read-only registry disk, an unreachable agent) is only here.
+   */
+  private reportRenewalFailure(err: Error): void {
+    const admitted = this.renewalReports.admit(err.message);
+    if (admitted === undefined) return;
+    const { config } = this;
+    const held = admitted.heldBack > 0 ? `; ${admitted.heldBack} more failure(s) since the last report` : '';
+    const lapse =
+      config.check.ttlMs !== undefined
+        ? `its check lapses ${config.check.ttlMs} ms after the last heartbeat recorded`
+        : 'its check lapses when its lease runs out';
+    config.logger.warn(
+      `instance ${config.id} CANNOT RENEW its registration (${this.renewalFailures} heartbeat(s) failed in a row): ${err.message}; ${lapse}, then callers see it as unhealthy or the registry as degraded${held}`,
+      { instanceId: config.id },
+    );
   }
 
   private applyHealth(verdict: HealthVerdict): void {

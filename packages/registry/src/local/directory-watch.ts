@@ -17,6 +17,8 @@ export interface WatchSource {
   readonly rescanIntervalMs: number;
   readonly logger: RegistryLogger;
   snapshot(): Promise<Snapshot>;
+  /** A file event: the next snapshot must not reuse what an unchanged directory stamp suggests. */
+  invalidate(): void;
 }
 
 interface Subscription {
@@ -59,8 +61,10 @@ export class DirectoryWatch {
     };
     this.subscriptions.add(subscription);
     if (this.subscriptions.size === 1) this.start();
-    // The new watch needs its first delivery; the others' are deduplicated by their emitters.
-    this.requestScan(0);
+    // The new watch needs its first delivery; the others' are deduplicated by their emitters. Its
+    // caller may be waiting for nothing else (a client's first request), so this one scan holds
+    // the process open until it has run; later scans never do.
+    this.requestScan(0, true);
     return subscription.emitter.handle();
   }
 
@@ -87,14 +91,18 @@ export class DirectoryWatch {
     this.closeFsWatcher();
   }
 
-  private requestScan(delayMs: number): void {
-    if (this.subscriptions.size === 0 || this.debounceTimer !== undefined) return;
+  private requestScan(delayMs: number, keepAlive = false): void {
+    if (this.subscriptions.size === 0) return;
+    if (this.debounceTimer !== undefined) {
+      if (keepAlive) this.debounceTimer.ref();
+      return;
+    }
     this.debounceTimer = setTimeout(() => {
       this.debounceTimer = undefined;
       // run() handles every failure it can name; this only keeps a stray one from crashing the process.
       this.run().catch(() => {});
     }, delayMs);
-    this.debounceTimer.unref();
+    if (!keepAlive) this.debounceTimer.unref();
   }
 
   /** Scans never overlap; a request during a scan becomes one more scan right after it. */
@@ -148,10 +156,12 @@ export class DirectoryWatch {
       const watcher = watch(this.source.dir, { persistent: false }, (_event, filename) => {
         // Temp files come and go on every write; the rename that publishes one names the record.
         if (typeof filename === 'string' && filename.startsWith('.') && filename.endsWith('.tmp')) return;
+        this.source.invalidate();
         this.requestScan(DEBOUNCE_MS);
       });
       watcher.on('error', () => {
         if (this.fsWatcher !== watcher) return;
+        this.source.invalidate();
         this.closeFsWatcher();
         this.requestScan(DEBOUNCE_MS);
       });

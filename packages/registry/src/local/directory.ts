@@ -30,6 +30,14 @@ export interface DirectoryState {
   readonly id: string;
   /** We made the directory just now (it was missing, e.g. wiped as a "registry restart"). */
   readonly created: boolean;
+  /**
+   * Changes whenever an entry is added, removed or renamed (every record write is a rename), so
+   * an unchanged stamp lets a rescan skip the listing (see record-cache.ts).
+   */
+  readonly stamp: string;
+  /** The directory's mtime, and when (wall clock, as file times are) it was read. */
+  readonly mtimeMs: number;
+  readonly statAt: number;
 }
 
 /**
@@ -40,6 +48,7 @@ export interface DirectoryState {
  */
 export async function openRegistryDirectory(dir: string, create: boolean): Promise<DirectoryState | undefined> {
   let created = false;
+  const statAt = Date.now();
   let stats = await lstatOrUndefined(dir);
   if (stats === undefined) {
     if (!create) return undefined;
@@ -53,7 +62,13 @@ export async function openRegistryDirectory(dir: string, create: boolean): Promi
     if (stats === undefined) throw new RegistryUnavailableError(`registry directory ${dir} vanished while being created`);
   }
   assertSafeDirectory(dir, stats);
-  return { id: `${stats.dev}:${stats.ino}:${stats.birthtimeMs}`, created };
+  return {
+    id: `${stats.dev}:${stats.ino}:${stats.birthtimeMs}`,
+    created,
+    stamp: `${stats.mtimeMs}:${stats.ctimeMs}`,
+    mtimeMs: stats.mtimeMs,
+    statAt,
+  };
 }
 
 export function assertSafeDirectory(dir: string, stats: Stats): void {

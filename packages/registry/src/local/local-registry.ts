@@ -32,6 +32,8 @@ import {
 import { codeOf, openRegistryDirectory } from './directory.js';
 import { DirectoryWatch } from './directory-watch.js';
 import { FileProblems } from './file-problems.js';
+import { RecordCache } from './record-cache.js';
+import { WriteProbe } from './write-probe.js';
 import { resolveLocalOptions, type LocalRegistryOptions } from './options.js';
 import { readRecordFile, removeRecordFile, writeRecordFile } from './record-files.js';
 import {
@@ -93,6 +95,8 @@ export class LocalRegistry implements Registry {
   private readonly now: () => number;
   private readonly owner: RecordOwner;
   private readonly problems: FileProblems;
+  private readonly cache = new RecordCache();
+  private readonly probe: WriteProbe;
   private readonly owned = new Map<string, OwnedInstance>();
   private readonly queues = new Map<string, Promise<void>>();
   private directoryWatch: DirectoryWatch | undefined;
@@ -106,6 +110,7 @@ export class LocalRegistry implements Registry {
     this.now = resolved.now;
     this.owner = { pid: process.pid, hostname: hostname(), registry: randomUUID() };
     this.problems = new FileProblems(this.dir, this.logger);
+    this.probe = new WriteProbe(this.dir);
   }
 
   async register(input: ServiceInstanceInput, check: HealthCheckSpec, options: CallOptions = {}): Promise<void> {
@@ -197,7 +202,10 @@ export class LocalRegistry implements Registry {
       const now = this.now();
       // No agent reaps here, so the registrant's own heartbeat enforces deregisterCriticalAfter
       // too (readers do it as well): an instance critical for too long learns it was forgotten.
-      if (shouldReap(record, now)) {
+      // Only a critical status counts, not a lapsed lease: we are its owner and alive, so a lapse
+      // means our writes failed (a full disk), and removing the record would turn a registry that
+      // cannot be written into an instance that is gone.
+      if (shouldReap(record, now, false)) {
         await removeRecordFile(this.dir, recordFileName(id), ino).catch(() => {});
         this.forget(id);
         throw new NotRegisteredError(id);
@@ -220,7 +228,7 @@ export class LocalRegistry implements Registry {
     throwIfAborted(options.signal);
     validateServiceName(service);
     const filter = validateFilter(options.filter, 'filter');
-    const snapshot = await readSnapshot(this.dir, this.problems, this.now);
+    const snapshot = await readSnapshot(this.dir, this.problems, this.now, this.cache, this.probe);
     throwIfAborted(options.signal);
     return healthyInstances(snapshot, service, filter, this.logger);
   }
@@ -228,7 +236,7 @@ export class LocalRegistry implements Registry {
   async services(options: CallOptions = {}): Promise<string[]> {
     this.assertOpen();
     throwIfAborted(options.signal);
-    const snapshot = await readSnapshot(this.dir, this.problems, this.now);
+    const snapshot = await readSnapshot(this.dir, this.problems, this.now, this.cache, this.probe);
     throwIfAborted(options.signal);
     return [...new Set(snapshot.records.map((r) => r.instance.service))].sort();
   }
@@ -242,7 +250,8 @@ export class LocalRegistry implements Registry {
       dir: this.dir,
       rescanIntervalMs: this.rescanIntervalMs,
       logger: this.logger,
-      snapshot: () => readSnapshot(this.dir, this.problems, this.now),
+      snapshot: () => readSnapshot(this.dir, this.problems, this.now, this.cache, this.probe, true),
+      invalidate: () => this.cache.invalidate(),
     });
     return this.directoryWatch.add(service, filter, listener);
   }
@@ -284,6 +293,7 @@ export class LocalRegistry implements Registry {
     try {
       await writeRecordFile(this.dir, record);
     } catch (cause) {
+      if (cause instanceof InvalidOptionsError) throw cause;
       throw new RegistryUnavailableError(
         `cannot write instance ${record.instance.id} to ${this.dir}: ${codeOf(cause)}`,
         { cause },

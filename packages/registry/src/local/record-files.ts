@@ -1,10 +1,10 @@
-import { constants } from 'node:fs';
-import { lstat, open, readdir, rename, unlink } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { lstat, open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { RegistryUnavailableError } from '../errors.js';
 import { POSIX_MODES, codeOf } from './directory.js';
-import { MAX_RECORD_BYTES, isRecordFileName, parseRecord, recordFileName, type LocalRecord } from './record.js';
+import { MAX_RECORD_BYTES, isRecordFileName, parseRecord, recordFileName, serializeRecord, type LocalRecord } from './record.js';
 
 // O_NOFOLLOW: a planted symlink is refused by the kernel, with no check-then-open race.
 // O_NONBLOCK: opening a FIFO someone named `x.json` must not hang a thread-pool thread.
@@ -12,10 +12,16 @@ const READ_FLAGS = constants.O_RDONLY | (constants.O_NOFOLLOW ?? 0) | (constants
 // A writer that died between creating its temp file and renaming it leaves the file behind.
 const STALE_TEMP_MS = 60_000;
 
+/** `stamp`: the version of the file read (inode, size, mtime, ctime): a rescan re-reads a file only when it changed. */
 export type ReadOutcome =
-  | { kind: 'record'; record: LocalRecord; ino: number }
+  | { kind: 'record'; record: LocalRecord; ino: number; stamp: string }
   | { kind: 'skip'; reason: string; stamp: string }
   | { kind: 'gone' };
+
+/** Every record write is a rename (a new inode); an edit in place changes size, mtime or ctime. */
+export function statStamp(stats: Stats): string {
+  return `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}`;
+}
 
 /**
  * Reads one record file defensively. Anything that is not a regular file of ours, holding a valid
@@ -32,13 +38,13 @@ export async function readRecordFile(dir: string, name: string): Promise<ReadOut
     if (code === 'ENOENT') return { kind: 'gone' };
     const stats = await lstat(path).catch(() => undefined);
     if (stats === undefined) return { kind: 'gone' };
-    const stamp = `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
+    const stamp = statStamp(stats);
     if (stats.isSymbolicLink()) return { kind: 'skip', reason: 'a symbolic link', stamp };
     return { kind: 'skip', reason: `cannot be opened (${code})`, stamp };
   }
   try {
     const stats = await handle.stat();
-    const stamp = `${stats.ino}:${stats.mtimeMs}:${stats.size}`;
+    const stamp = statStamp(stats);
     const skip = (reason: string): ReadOutcome => ({ kind: 'skip', reason, stamp });
     if (!stats.isFile()) return skip('not a regular file');
     const uid = process.getuid?.();
@@ -47,21 +53,36 @@ export async function readRecordFile(dir: string, name: string): Promise<ReadOut
     if (uid !== undefined && stats.uid !== uid) return skip(`owned by uid ${stats.uid}, not by this user`);
     if (POSIX_MODES && (stats.mode & 0o022) !== 0) return skip('writable by group or others');
     if (stats.size > MAX_RECORD_BYTES) return skip(`larger than ${MAX_RECORD_BYTES} bytes`);
+    const text = await readAtMost(handle, MAX_RECORD_BYTES);
+    if (text === undefined) return skip(`larger than ${MAX_RECORD_BYTES} bytes`);
     let json: unknown;
     try {
-      json = JSON.parse(await handle.readFile({ encoding: 'utf8' }));
+      json = JSON.parse(text);
     } catch {
       return skip('not valid JSON');
     }
     const parsed = parseRecord(json, name);
     if (!parsed.ok) return skip(parsed.reason);
-    return { kind: 'record', record: parsed.record, ino: stats.ino };
+    return { kind: 'record', record: parsed.record, ino: stats.ino, stamp };
   } catch (err) {
     if (codeOf(err) === 'ENOENT') return { kind: 'gone' };
     return { kind: 'skip', reason: `cannot be read (${codeOf(err)})`, stamp: 'unreadable' };
   } finally {
     await handle.close().catch(() => {});
   }
+}
+
+/** The file's text, or undefined when it holds more than `max` bytes (it may have grown since fstat). */
+async function readAtMost(handle: FileHandle, max: number): Promise<string | undefined> {
+  const buffer = Buffer.allocUnsafe(max + 1);
+  let length = 0;
+  for (;;) {
+    const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+    if (bytesRead === 0) break;
+    length += bytesRead;
+    if (length > max) return undefined;
+  }
+  return buffer.toString('utf8', 0, length);
 }
 
 /** The record file names in `dir`, after removing temp files abandoned by dead writers. */
@@ -97,11 +118,12 @@ async function removeStaleTemps(dir: string, names: string[]): Promise<void> {
  * and a host crash ends those anyway.
  */
 export async function writeRecordFile(dir: string, record: LocalRecord): Promise<void> {
+  const body = serializeRecord(record);
   const name = recordFileName(record.instance.id);
   const temp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await open(temp, 'wx', 0o600);
   try {
-    await handle.writeFile(`${JSON.stringify(record)}\n`, { encoding: 'utf8' });
+    await handle.writeFile(body, { encoding: 'utf8' });
   } catch (err) {
     await handle.close().catch(() => {});
     await unlink(temp).catch(() => {});

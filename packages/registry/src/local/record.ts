@@ -1,3 +1,4 @@
+import { InvalidOptionsError } from '../errors.js';
 import type { CheckStatus, ServiceInstance } from '../types.js';
 import type { NormalisedCheck } from '../validate.js';
 import { parseInstance } from '../validate.js';
@@ -49,11 +50,35 @@ export interface LocalRecord {
   registeredAt: number;
 }
 
-// Caps what a file may hold, so a hostile or broken file cannot make readers allocate much.
-export const MAX_RECORD_BYTES = 1024 * 1024;
+// Caps what a file may hold, so a hostile or broken file cannot make readers allocate much or
+// block their event loop parsing it (a 1 MiB deeply nested record took up to ~500 ms per read).
+// A real record is well under 4 KiB; register() refuses one that would not fit.
+export const MAX_RECORD_BYTES = 64 * 1024;
 export const MAX_OUTPUT_CHARS = 4096;
 
 const STATUSES: readonly string[] = ['passing', 'warning', 'critical'];
+
+/**
+ * The file body of `record`, within `MAX_RECORD_BYTES`: check outputs (free text) are shortened
+ * when that is what it takes; a record too large without them (thousands of tags or meta
+ * entries) is refused, as readers would skip it.
+ */
+export function serializeRecord(record: LocalRecord): string {
+  let text = `${JSON.stringify(record)}\n`;
+  if (Buffer.byteLength(text) <= MAX_RECORD_BYTES) return text;
+  const trimmed: LocalRecord = { ...record, checks: { ...record.checks } };
+  if (trimmed.checks.ttl) trimmed.checks.ttl = { ...trimmed.checks.ttl, output: trimmed.checks.ttl.output.slice(0, 256) };
+  if (trimmed.checks.http) trimmed.checks.http = { ...trimmed.checks.http, output: trimmed.checks.http.output.slice(0, 256) };
+  text = `${JSON.stringify(trimmed)}\n`;
+  const bytes = Buffer.byteLength(text);
+  if (bytes > MAX_RECORD_BYTES) {
+    throw new InvalidOptionsError(
+      'instance',
+      `its registry record would take ${bytes} bytes, over the local registry's limit of ${MAX_RECORD_BYTES}: use fewer or shorter tags and meta`,
+    );
+  }
+  return text;
+}
 
 /**
  * How long a passing HTTP result stays valid without a rewrite. The owner renews it once the next
@@ -143,21 +168,37 @@ export function isHealthy(record: LocalRecord, now: number): boolean {
   return checks.length > 0 && checks.every((c) => effectiveStatus(c, now) === 'passing');
 }
 
-/** Since when the instance has had a critical check, or undefined when none is critical now. */
-export function criticalSince(record: LocalRecord, now: number): number | undefined {
+/**
+ * Healthy but for lapsed leases: every check passed when last written, and one ran out. Its owner
+ * died, hung, or could not write (see write-probe.ts).
+ */
+export function lapsedWhilePassing(record: LocalRecord, now: number): boolean {
+  const checks = checksOf(record);
+  return (
+    checks.length > 0 &&
+    checks.every((c) => c.status === 'passing') &&
+    checks.some((c) => c.expiresAt !== null && now >= c.expiresAt)
+  );
+}
+
+/**
+ * Since when the instance has had a critical check, or undefined when none is critical now.
+ * `countLapses: false` counts only a critical status its owner wrote, not a lease that ran out.
+ */
+export function criticalSince(record: LocalRecord, now: number, countLapses = true): number | undefined {
   let since: number | undefined;
   for (const c of checksOf(record)) {
     let start: number | undefined;
     if (c.status === 'critical') start = c.since;
-    else if (c.expiresAt !== null && now >= c.expiresAt) start = c.expiresAt;
+    else if (countLapses && c.expiresAt !== null && now >= c.expiresAt) start = c.expiresAt;
     if (start !== undefined && (since === undefined || start < since)) since = start;
   }
   return since;
 }
 
-export function shouldReap(record: LocalRecord, now: number): boolean {
+export function shouldReap(record: LocalRecord, now: number, countLapses = true): boolean {
   if (record.deregisterCriticalAfterMs === undefined) return false;
-  const since = criticalSince(record, now);
+  const since = criticalSince(record, now, countLapses);
   return since !== undefined && now - since >= record.deregisterCriticalAfterMs;
 }
 

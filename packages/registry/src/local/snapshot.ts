@@ -1,9 +1,12 @@
+import { hostname } from 'node:os';
 import type { InstanceFilter, RegistryLogger, ServiceInstance } from '../types.js';
 import { acceptInstances } from '../validate.js';
 import { openRegistryDirectory, type DirectoryState } from './directory.js';
 import type { FileProblems } from './file-problems.js';
-import { listRecordFiles, readRecordFile, removeRecordFile, type ReadOutcome } from './record-files.js';
-import { isHealthy, recordFileName, shouldReap, type LocalRecord } from './record.js';
+import type { RecordCache } from './record-cache.js';
+import { removeRecordFile } from './record-files.js';
+import { isHealthy, lapsedWhilePassing, recordFileName, shouldReap, type LocalRecord } from './record.js';
+import { ownerAlive, type WriteProbe } from './write-probe.js';
 
 /** Every valid record in the directory at one instant, after reaping. */
 export interface Snapshot {
@@ -12,26 +15,34 @@ export interface Snapshot {
   readonly dir: DirectoryState;
 }
 
-// Bounds open file descriptors while reading a large directory.
-const READ_BATCH = 32;
-
 /**
  * One full read of the registry. A missing directory is made again (an empty registry, as after a
  * restart), so watchers survive a wipe. Any reader removes instances that have been critical for
  * longer than their `deregisterCriticalAfterMs`: the registrant may be dead, and there is no
- * server to do it.
+ * server to do it. Throws `RegistryUnavailableError` ("registry degraded") when live instances'
+ * leases lapsed because the directory cannot be written (write-probe.ts).
  */
-export async function readSnapshot(dir: string, problems: FileProblems, now: () => number): Promise<Snapshot> {
+export async function readSnapshot(
+  dir: string,
+  problems: FileProblems,
+  now: () => number,
+  cache: RecordCache,
+  probe: WriteProbe,
+  reuseListing = false,
+): Promise<Snapshot> {
   const state = await openRegistryDirectory(dir, true);
   if (state === undefined) throw new Error('unreachable: directory not created');
-  const names = await listRecordFiles(dir);
-  const outcomes: Array<[string, ReadOutcome]> = [];
-  for (let i = 0; i < names.length; i += READ_BATCH) {
-    const batch = names.slice(i, i + READ_BATCH);
-    const read = await Promise.all(batch.map((name) => readRecordFile(dir, name)));
-    read.forEach((outcome, j) => outcomes.push([batch[j]!, outcome]));
-  }
+  const outcomes = await cache.outcomes(dir, state, reuseListing);
   const at = now();
+  const host = hostname();
+  const lapsedAlive: LocalRecord[] = [];
+  for (const [, outcome] of outcomes) {
+    if (outcome.kind === 'record' && lapsedWhilePassing(outcome.record, at) && ownerAlive(outcome.record.owner, host)) {
+      lapsedAlive.push(outcome.record);
+    }
+  }
+  // Before any reaping: a registry that cannot be written must not read as dead instances.
+  await probe.assertWritable(lapsedAlive, at);
   const records: LocalRecord[] = [];
   const bad = new Set<string>();
   for (const [name, outcome] of outcomes) {
@@ -40,6 +51,7 @@ export async function readSnapshot(dir: string, problems: FileProblems, now: () 
       problems.report(name, outcome.stamp, outcome.reason);
     } else if (outcome.kind === 'record') {
       if (shouldReap(outcome.record, at)) {
+        cache.forget(name);
         await removeRecordFile(dir, recordFileName(outcome.record.instance.id), outcome.ino).catch(() => {});
       } else {
         records.push(outcome.record);

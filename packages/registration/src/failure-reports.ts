@@ -1,11 +1,11 @@
 /**
- * Decides when a failing health function is worth a report. A health function that throws is
- * asked again on every heartbeat (and every health-endpoint poll): reporting each failure would
- * flood the log, reporting none left an unhealthy instance with nothing saying why. So: the first
- * failure is reported at once; the same message again at most once per `repeatMs`; any message at
- * most once per `minGapMs`. What was held back is counted and said with the next report.
+ * Decides when a recurring failure is worth a report (a health function that throws, a heartbeat
+ * the registry cannot record). Both recur on every heartbeat: reporting each would flood the log,
+ * reporting none left the instance failing with nothing saying why. So: the first failure is
+ * reported at once; the same message again at most once per `repeatMs`; any message at most once
+ * per `minGapMs`. What was held back is counted and said with the next report.
  */
-export class HealthFailureReports {
+export class FailureReports {
   private lastMessage: string | undefined;
   private lastAt = Number.NEGATIVE_INFINITY;
   private held = 0;
