@@ -276,6 +276,22 @@ describe('installable packages (issue 16)', () => {
         }
         expect(await serverExit, serverOutput).toBe(0);
 
+        // A package with a command (the CLI) installs it on the project's PATH, runnable as is.
+        for (const pkg of packages) {
+          const manifest = JSON.parse(await readFile(join(app, 'node_modules', pkg.name, 'package.json'), 'utf8')) as {
+            bin?: string | Record<string, string>;
+          };
+          const bins = typeof manifest.bin === 'string' ? [pkg.name.replace(/^@[^/]+\//, '')] : Object.keys(manifest.bin ?? {});
+          for (const bin of bins) {
+            const result = await run(join(app, 'node_modules', '.bin', bin), ['--help'], {
+              cwd: app,
+              env: projectEnv(app),
+              timeoutMs: PROGRAM_TIMEOUT_MS,
+            });
+            expect(result.code, describeRun(`${bin} --help`, result)).toBe(0);
+          }
+        }
+
         for (const name of code.keys()) {
           if (name === '@peerlb/client' || name === '@peerlb/registration') continue;
           const result = await run(process.execPath, [`${fileName(name)}.mjs`], {
