@@ -4,7 +4,7 @@
  * connection limit and reads the body the same way (`text()`).
  */
 import { request as httpRequest } from 'node:http';
-import { BalancedPool, Pool, type Dispatcher } from 'undici';
+import { BalancedPool, Pool, request as undiciRequest, type Dispatcher } from 'undici';
 import {
   balancedRequest,
   closeDefaultClient,
@@ -33,6 +33,8 @@ export type LoadMode =
       readonly bare?: boolean;
       readonly breaker?: false;
     }
+  /** `undici.request()` with `client.dispatcher()` of a client built as the default one (local registry). */
+  | { readonly kind: 'peerlb-dispatcher'; readonly registryDir: string }
   /** One undici `Pool` per upstream, round-robined by hand: the ceiling. */
   | { readonly kind: 'raw' }
   /** undici's `BalancedPool` over the upstreams. */
@@ -71,6 +73,8 @@ export function createSender(mode: LoadMode, o: ModeOptions): Sender {
       return peerlbDefault(o);
     case 'peerlb':
       return peerlb(mode, o);
+    case 'peerlb-dispatcher':
+      return peerlbDispatcher(mode.registryDir, o);
     case 'raw':
       return raw(o);
     case 'balanced-pool':
@@ -130,6 +134,27 @@ function peerlb(mode: Extract<LoadMode, { kind: 'peerlb' }>, o: ModeOptions): Se
       const text = await res.body.text();
       if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
       return text;
+    },
+    client,
+    close: () => client.close(),
+  };
+}
+
+function peerlbDispatcher(registryDir: string, o: ModeOptions): Sender {
+  // The same settings balancedRequest()'s default client has, so the two rows compare front doors.
+  const client = createClient({
+    registry: new LocalRegistry({ dir: registryDir, logger: silentLogger }),
+    closeRegistry: true,
+    pool: { connections: o.connections },
+    timeoutMs: o.timeoutMs,
+    logger: silentLogger,
+  });
+  const dispatcher = client.dispatcher(o.service);
+  const url = `http://${o.service}/`;
+  const options = { dispatcher, method: 'GET' as const };
+  return {
+    async send() {
+      return readBody(await undiciRequest(url, options));
     },
     client,
     close: () => client.close(),

@@ -9,7 +9,7 @@ import {
   type ClientOptions,
 } from '@peerlb/client';
 import { MemoryRegistry, silentLogger, type PeerlbError } from '@peerlb/registry';
-import { CALLER_HEADER, createCallerRateLimiter, startService, type StartedService } from '@peerlb/registration';
+import { CALLER_HEADER, createRequestRateLimiter, startService, type StartedService } from '@peerlb/registration';
 import { startPeer, type Peer } from './support/servers.js';
 
 // Limits that hold whatever the other side sends: body sizes both ways, requests in flight per
@@ -242,7 +242,7 @@ describe('per-caller rate limits under a flood of distinct callers', () => {
     it('the caller cap holds: at most maxCallers buckets after a flood of distinct callers', () => {
       // The same bucket-per-caller LRU as the client's (both come from @peerlb/rate-limit).
       let now = 0;
-      const limiter = createCallerRateLimiter({ ratePerSec: 1, burst: 1, maxCallers: 1_000, now: () => (now += 0.01) });
+      const limiter = createRequestRateLimiter({ ratePerSec: 1, burst: 1, maxCallers: 1_000, now: () => (now += 0.01) });
       let refused = 0;
       let largest = 0;
       for (let i = 0; i < 200_000; i++) {

@@ -122,12 +122,13 @@ describe('client regressions', () => {
           const err = await client.request({ service: 'api', path: '/', headers }).catch((e: unknown) => e);
           expect(err).toBeInstanceOf(InvalidOptionsError);
         }
-        // Through the undici dispatcher too.
+        // Through the undici dispatcher too: the same call core, the same typed error.
         const viaDispatcher = await client
           .dispatcher('api')
           .request({ origin: 'http://api', path: '/', method: 'GET', headers: { 'transfer-encoding': 'chunked' } })
           .catch((e: unknown) => e);
-        expect((viaDispatcher as { code?: string }).code).toBe('UND_ERR_INVALID_ARG');
+        expect(viaDispatcher).toBeInstanceOf(InvalidOptionsError);
+        expect(((viaDispatcher as Error).cause as { code?: string }).code).toBe('UND_ERR_INVALID_ARG');
       }
       const res = await client.request({ service: 'api', path: '/' });
       expect(await res.body.text()).toBe('ok');

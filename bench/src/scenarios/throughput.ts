@@ -32,6 +32,7 @@ const SERVICE = 'bench-echo';
 export const MODES = {
   raw: 'raw undici Pools, round-robin by hand (ceiling)',
   peerlb: 'peerlb balancedRequest() (defaults, local registry)',
+  dispatcher: 'peerlb undici.request() with client.dispatcher() (defaults, local registry)',
   noBreaker: 'peerlb createClient, breaker: false (diagnostic)',
   bare: 'peerlb createClient, breaker/outlier/retry off (diagnostic)',
   balancedPool: 'undici BalancedPool',
@@ -134,6 +135,7 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
   const modes: Array<{ label: string; mode: LoadMode; observe?: ObservedProcess[] }> = [
     { label: MODES.raw, mode: { kind: 'raw' } },
     { label: MODES.peerlb, mode: { kind: 'peerlb-default' } },
+    { label: MODES.dispatcher, mode: { kind: 'peerlb-dispatcher', registryDir } },
     // Diagnostics only (where the overhead goes); left out of smoke runs to keep them short.
     ...(ctx.params.smoke
       ? []
@@ -241,6 +243,33 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
         .join('; '),
     },
   ];
+  const disp = get(MODES.dispatcher);
+  const dispSummary = by(MODES.dispatcher);
+  if (dispSummary) {
+    const dTputVsRaw = pairedRatio(disp, get(MODES.raw), rps);
+    const dCpuVsRaw = pairedRatio(disp, get(MODES.raw), cpu);
+    const dTputVsBp = pairedRatio(disp, get(MODES.balancedPool), rps);
+    rows.push(
+      {
+        id: '1',
+        scenario: 'Overhead',
+        measure: 'throughput, undici.request + client.dispatcher() vs raw undici Pools',
+        result: `${fmtRatio(dTputVsRaw)} (${fmtInt(dispSummary.rps)} vs ${fmtInt(rawSummary.rps)} req/s)`,
+        target: '>= 0.95x',
+        status: status(dTputVsRaw >= 0.95),
+        note: [spread(disp, get(MODES.raw), rps), `vs BalancedPool: ${fmtRatio(dTputVsBp)}`].join('; '),
+      },
+      {
+        id: '1',
+        scenario: 'Overhead',
+        measure: 'client CPU per request, undici.request + client.dispatcher() vs raw',
+        result: `${fmtRatio(dCpuVsRaw)} (${fmt(dispSummary.cpuPerReqUs, 1)} vs ${fmt(rawSummary.cpuPerReqUs, 1)} us)`,
+        target: '<= 1.05x',
+        status: status(dCpuVsRaw <= 1.05),
+        note: spread(disp, get(MODES.raw), cpu),
+      },
+    );
+  }
   if (proxy) {
     const tputVsProxy = pairedRatio(peer, get(MODES.proxy), rps);
     const rawVsProxy = pairedRatio(get(MODES.raw), get(MODES.proxy), rps);

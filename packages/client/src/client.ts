@@ -1,8 +1,9 @@
 import {
   ClosedError,
   consoleLogger,
+  durationOption,
   InvalidOptionsError,
-  validateDurationMs,
+  limitOption,
   validateServiceName,
   type Registry,
   type RegistryLogger,
@@ -20,6 +21,7 @@ import {
 import {
   BreakerFactory,
   CallerRateLimiter,
+  RateLimitOptionsError,
   OutlierDetector,
   RetryBudget,
   type BreakerOptions,
@@ -31,10 +33,10 @@ import { resolveDiscoveryOptions, type DiscoveryOptions } from './discovery/inde
 import { BalancedDispatcher, type BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
 import { ClientEvents, type ClientEventMap, type ClientEventName } from './events.js';
 import { ServicePeers, type ServiceContext } from './peers/service-peers.js';
-import { DeadlineQueue } from './pipeline/deadlines.js';
-import { balancedCall, type BalancedResponse, type PipelineContext } from './pipeline/request-pipeline.js';
-import { validateCaller, type RequestOptions } from './pipeline/request-options.js';
-import { validateLimit } from './pipeline/body-limits.js';
+import type { CallContext, HeaderStep } from './call/context.js';
+import { DeadlineQueue } from './call/deadlines.js';
+import { validateCaller, type RequestOptions } from './call/request-options.js';
+import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
 import { explainService, type Explanation, type ExplainOptions } from './explain.js';
 import { CLIENT_SCOPE, ClientTelemetry, clientVersion } from './telemetry/client-telemetry.js';
@@ -68,6 +70,12 @@ export interface ClientOptions {
   rateLimit?: CallerRateLimitOptions | false;
   /** Default deadline of a call, response body included (default 30 000 ms). */
   timeoutMs?: number;
+  /**
+   * Longest one attempt waits for its response headers (default: no limit but the call's
+   * deadline). A peer that exceeds it counts as failed (breaker, outlier ejection) and an
+   * idempotent call is retried on another peer: a hung peer costs one attempt, not the call.
+   */
+  attemptTimeoutMs?: number;
   /** Largest request body a call may send, in bytes (default: no limit). See `BodyTooLargeError`. */
   maxRequestBodyBytes?: number;
   /** Largest response body a call accepts, in bytes (default: no limit). See `BodyTooLargeError`. */
@@ -142,6 +150,16 @@ function isRegistry(value: unknown): value is Registry {
   );
 }
 
+/** The per-caller limiter; its options error is re-thrown as this package's `InvalidOptionsError`. */
+function callerRateLimiter(options: CallerRateLimitOptions, field: string): CallerRateLimiter {
+  try {
+    return new CallerRateLimiter(options, field);
+  } catch (err) {
+    if (err instanceof RateLimitOptionsError) throw new InvalidOptionsError(err.field, err.reason);
+    throw err;
+  }
+}
+
 function optionalFunction<F>(value: unknown, field: string, fallback: F): F {
   if (value === undefined) return fallback;
   if (typeof value !== 'function') throw new InvalidOptionsError(field, 'must be a function');
@@ -154,12 +172,14 @@ function optionalObject(value: unknown, field: string): void {
   }
 }
 
-class BalancingClient implements Client, PipelineContext {
+class BalancingClient implements Client, CallContext {
   readonly limiter: CallerRateLimiter | undefined;
   readonly budget: RetryBudget | undefined;
   readonly maxAttempts: number;
   readonly maxRetryAfterMs: number;
   readonly timeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly headerSteps: readonly HeaderStep[] = [];
   readonly maxRequestBodyBytes: number;
   readonly maxResponseBodyBytes: number;
   readonly defaultCaller: string | undefined;
@@ -210,14 +230,15 @@ class BalancingClient implements Client, PipelineContext {
     this.maxAttempts = maxAttempts;
     optionalObject(retry.budget, 'retry.budget');
     this.budget = retry.budget === false ? undefined : new RetryBudget(retry.budget, 'retry.budget');
-    this.maxRetryAfterMs = validateDurationMs(retry.maxRetryAfterMs ?? 30_000, 'retry.maxRetryAfterMs');
+    this.maxRetryAfterMs = durationOption('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 30_000);
 
     if (options.rateLimit !== undefined && options.rateLimit !== false) {
-      this.limiter = new CallerRateLimiter(options.rateLimit, 'rateLimit');
+      this.limiter = callerRateLimiter(options.rateLimit, 'rateLimit');
     }
-    this.timeoutMs = validateDurationMs(options.timeoutMs ?? 30_000, 'timeoutMs');
-    this.maxRequestBodyBytes = validateLimit(options.maxRequestBodyBytes, 'maxRequestBodyBytes', 0);
-    this.maxResponseBodyBytes = validateLimit(options.maxResponseBodyBytes, 'maxResponseBodyBytes', 0);
+    this.timeoutMs = durationOption('timeoutMs', options.timeoutMs, 30_000);
+    this.attemptTimeoutMs = durationOption('attemptTimeoutMs', options.attemptTimeoutMs, Infinity);
+    this.maxRequestBodyBytes = limitOption('maxRequestBodyBytes', options.maxRequestBodyBytes, 0);
+    this.maxResponseBodyBytes = limitOption('maxResponseBodyBytes', options.maxResponseBodyBytes, 0);
     this.defaultCaller = options.caller === undefined ? undefined : validateCaller(options.caller, 'caller');
     this.random = optionalFunction(options.random, 'random', Math.random);
     this.clock = optionalFunction(options.clock, 'clock', () => performance.now());
@@ -240,8 +261,8 @@ class BalancingClient implements Client, PipelineContext {
       panicThreshold,
       transportFactory: optionalFunction(options.transportFactory, 'transportFactory', undiciPoolFactory),
       poolOptions: resolvePoolOptions(options.pool, 'pool'),
-      retireGraceMs: validateDurationMs(options.retireGraceMs ?? 10_000, 'retireGraceMs'),
-      maxConcurrentPerPeer: validateLimit(options.maxConcurrentPerPeer, 'maxConcurrentPerPeer', 1),
+      retireGraceMs: durationOption('retireGraceMs', options.retireGraceMs, 10_000),
+      maxConcurrentPerPeer: limitOption('maxConcurrentPerPeer', options.maxConcurrentPerPeer, 1),
       discovery: resolveDiscoveryOptions(options.discovery, 'discovery'),
       events: this.events,
       logger,
@@ -267,7 +288,7 @@ class BalancingClient implements Client, PipelineContext {
 
   request(options: RequestOptions): Promise<BalancedResponse> {
     if (this.closing) return Promise.reject(new ClosedError('client'));
-    return balancedCall(this, options);
+    return requestCall(this, options);
   }
 
   dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher {
@@ -311,6 +332,8 @@ class BalancingClient implements Client, PipelineContext {
     const closing = [...this.services.values()].map((svc) => svc.close());
     this.serviceContext.breakers?.close();
     this.telemetry?.close();
+    // Calls still in flight keep their deadlines; timers that serve none go now.
+    this.deadlines.close();
     await Promise.all(closing);
     this.events.removeAll();
     if (this.closeRegistry) await this.registry.close();

@@ -1,7 +1,7 @@
 import { registryFromEnv } from '@peerlb/registry';
 import { createClient, type Client } from './client.js';
-import type { BalancedResponse } from './pipeline/request-pipeline.js';
-import type { RequestOptions } from './pipeline/request-options.js';
+import type { BalancedResponse } from './request/request-call.js';
+import type { RequestOptions } from './call/request-options.js';
 
 let defaultClient: Client | undefined;
 

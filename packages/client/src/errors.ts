@@ -104,3 +104,53 @@ export class BodyTooLargeError extends PeerlbError {
     this.peer = details.peer;
   }
 }
+
+/**
+ * A peer gave no response headers in time: within `attemptTimeoutMs`, or before the call's
+ * deadline passed. It is the peer's failure (breaker, outlier detection: a hung peer is ejected
+ * like a dead one); after a per-attempt timeout, an idempotent call is retried on another peer.
+ */
+export class AttemptTimeoutError extends PeerlbError {
+  readonly service: string;
+  readonly peer: PeerInfo;
+  readonly timeoutMs: number;
+
+  constructor(details: { service: string; peer: PeerInfo; timeoutMs: number }) {
+    super(
+      'PEERLB_ATTEMPT_TIMEOUT',
+      `peer ${details.peer.id} of "${details.service}" gave no response headers within ${Math.round(details.timeoutMs)} ms`,
+    );
+    this.service = details.service;
+    this.peer = details.peer;
+    this.timeoutMs = details.timeoutMs;
+  }
+}
+
+/** The peer's breaker refused the call; nothing was sent. */
+export class BreakerOpenError extends PeerlbError {
+  readonly peerId: string;
+
+  constructor(peerId: string) {
+    super('PEERLB_BREAKER_OPEN', `circuit breaker of peer "${peerId}" is open`);
+    this.peerId = peerId;
+  }
+}
+
+const MAX_CALLER_IN_MESSAGE = 64;
+
+/** A caller went over its rate limit; no request was sent. Retry after `retryAfterMs`. */
+export class RateLimitedError extends PeerlbError {
+  readonly retryAfterMs: number;
+  readonly caller: string;
+
+  constructor(caller: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    const shown = caller.length > MAX_CALLER_IN_MESSAGE ? `${caller.slice(0, MAX_CALLER_IN_MESSAGE)}...` : caller;
+    super(
+      'PEERLB_RATE_LIMITED',
+      `caller ${JSON.stringify(shown)} is over its rate limit; retry after ${retryAfterMs} ms`,
+      options,
+    );
+    this.retryAfterMs = retryAfterMs;
+    this.caller = caller;
+  }
+}

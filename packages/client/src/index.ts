@@ -3,16 +3,16 @@ export type { Client, ClientOptions, RetryOptions } from './client.js';
 export { balancedRequest, closeDefaultClient, getDefaultClient } from './default-client.js';
 export { BalancedDispatcher } from './dispatcher/balanced-dispatcher.js';
 export type { BalancedDispatcherOptions } from './dispatcher/balanced-dispatcher.js';
-export { CALLER_HEADER } from './pipeline/request-options.js';
+export { CALLER_HEADER } from './call/request-options.js';
 export type {
   RequestOptions,
   RequestHeaders,
   RequestBody,
   HeaderValue,
   QueryValue,
-} from './pipeline/request-options.js';
-export type { BalancedResponse, ResponseBody } from './pipeline/request-pipeline.js';
-export { NoPeersError, DeadlineError, UpstreamError, BodyTooLargeError } from './errors.js';
+} from './call/request-options.js';
+export type { BalancedResponse, ResponseBody } from './request/request-call.js';
+export { NoPeersError, DeadlineError, UpstreamError, BodyTooLargeError, AttemptTimeoutError } from './errors.js';
 export type { NoPeersReason, PeerInfo } from './errors.js';
 export type {
   ClientEventMap,
@@ -33,6 +33,7 @@ export type { PeerTlsOptions, PoolOptions, ResolvedPoolOptions, TransportFactory
 export type {
   Balancer,
   LoadMetric,
+  LoadReader,
   LoadTracker,
   Outcome,
   PickablePeer,
@@ -51,10 +52,10 @@ export { consistentHash } from './balancer/consistent-hash.js';
 export type { ConsistentHashOptions } from './balancer/consistent-hash.js';
 export { seededRandom } from './balancer/random.js';
 export { DEFAULT_HEALTHY_PANIC_THRESHOLD } from './balancer/eligible.js';
-export { RateLimitedError } from './resilience/rate-limiter.js';
-export { BreakerOpenError } from './resilience/breaker.js';
+export { RateLimitedError, BreakerOpenError } from './errors.js';
+
 export type { BreakerOptions, BreakerState } from './resilience/breaker.js';
 export type { OutlierDetectionOptions, OutlierEvent } from './resilience/outlier-detector.js';
-export type { RetryBudgetOptions } from './resilience/retry.js';
+export type { RetryBudgetOptions } from './resilience/retry-budget.js';
 export { PeerlbError, InvalidOptionsError, ClosedError, AbortedError } from '@peerlb/registry';
 export type { Registry, RegistryLogger, ServiceInstance } from '@peerlb/registry';

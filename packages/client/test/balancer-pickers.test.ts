@@ -9,6 +9,7 @@ import {
   roundRobin,
   seededRandom,
   type Balancer,
+  type LoadMetric,
 } from '../src/balancer/index.js';
 import { countPicks, makePeers } from './balancer-support.js';
 
@@ -148,6 +149,33 @@ describe('p2c', () => {
       expect(share(counts, id)).toBeGreaterThan(0.3);
       expect(share(counts, id)).toBeLessThan(0.37);
     }
+  });
+
+  it("reads loads through any metric's loadsOf fast path, and falls back to trackers when it declines", () => {
+    // A metric whose trackers all say 0, but whose fast path says peer 0 is loaded: the fast path rules.
+    const base = leastRequestsLoad();
+    let snapshots = 0;
+    let decline = false;
+    const metric: LoadMetric = {
+      name: 'custom',
+      create: () => base.create(),
+      loadsOf: (peers) => {
+        snapshots++;
+        if (decline) return undefined;
+        expect(peers).toHaveLength(2);
+        return (i) => (i === 0 ? 100 : 0);
+      },
+    };
+    const peers = makePeers(2, metric);
+    const rnd = seededRandom(10);
+    const counts = countPicks(p2c({ metric }).build(peers), 1000, () => ({ random: rnd, now: 0 }));
+    expect(counts.get('p0')).toBeUndefined();
+    expect(snapshots).toBe(1);
+    // Declined: the trackers (both idle) are read, and both peers are picked.
+    decline = true;
+    const fallback = countPicks(p2c({ metric }).build(peers), 1000, () => ({ random: rnd, now: 0 }));
+    expect(fallback.get('p0')).toBeGreaterThan(300);
+    expect(snapshots).toBe(2);
   });
 
   it('rejects a metric that is not one', () => {

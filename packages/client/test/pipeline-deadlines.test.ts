@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DeadlineQueue, type Deadline } from '../src/pipeline/deadlines.js';
+import { DeadlineQueue, type Deadline } from '../src/call/deadlines.js';
 
 interface Entry extends Deadline {
   readonly name: string;

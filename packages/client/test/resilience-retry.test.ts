@@ -8,6 +8,7 @@ import {
   classifyFailure,
   isIdempotentMethod,
   parseRetryAfter,
+  retryAfterMs,
   RetryBudget,
   shouldRetry,
   type RetryQuestion,
@@ -129,7 +130,7 @@ describe('shouldRetry', () => {
   const ask = (q: Partial<RetryQuestion>) => shouldRetry({ ...base, ...q });
 
   it('retries connect-phase failures for any method', () => {
-    expect(ask({ method: 'POST' })).toEqual({ retry: true, avoidPeerMs: 0 });
+    expect(ask({ method: 'POST' })).toEqual({ retry: true });
     expect(ask({ method: 'PATCH' }).retry).toBe(true);
   });
 
@@ -160,13 +161,19 @@ describe('shouldRetry', () => {
     expect(ask({ phase: 'response', method: 'GET' })).toEqual({ retry: false, why: 'status' });
   });
 
-  it('retries a 429 elsewhere and passes on Retry-After so the peer is kept aside', () => {
-    expect(ask({ phase: 'response', method: 'GET', statusCode: 429, retryAfterMs: 2000 })).toEqual({
-      retry: true,
-      avoidPeerMs: 2000,
-    });
-    expect(ask({ phase: 'response', method: 'GET', statusCode: 429 })).toEqual({ retry: true, avoidPeerMs: 0 });
+  it('retries a 429 elsewhere for idempotent methods', () => {
+    expect(ask({ phase: 'response', method: 'GET', statusCode: 429 })).toEqual({ retry: true });
     expect(ask({ phase: 'response', method: 'POST', statusCode: 429 }).retry).toBe(false);
+  });
+});
+
+describe('retryAfterMs', () => {
+  it('keeps a peer aside only for a 429 or 503 that sent Retry-After', () => {
+    expect(retryAfterMs(429, { 'retry-after': '2' })).toBe(2000);
+    expect(retryAfterMs(503, { 'retry-after': '1' })).toBe(1000);
+    expect(retryAfterMs(500, { 'retry-after': '2' })).toBeUndefined();
+    expect(retryAfterMs(429, {})).toBeUndefined();
+    expect(retryAfterMs(429, { 'retry-after': '0' })).toBeUndefined();
   });
 });
 

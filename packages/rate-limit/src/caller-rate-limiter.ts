@@ -1,4 +1,4 @@
-import { InvalidOptionsError } from '@peerlb/registry';
+import { RateLimitOptionsError } from './errors.js';
 import { fullBucket, takeToken, type BucketConfig, type BucketState } from './token-bucket.js';
 
 export interface CallerRateLimitOptions {
@@ -10,12 +10,13 @@ export interface CallerRateLimitOptions {
   maxCallers?: number;
 }
 
-export type RateDecision = { readonly ok: true } | { readonly ok: false; readonly retryAfterMs: number };
+export type RateDecision = { readonly allowed: true } | { readonly allowed: false; readonly retryAfterMs: number };
 
-const ALLOWED: RateDecision = Object.freeze({ ok: true });
+const ALLOWED: RateDecision = Object.freeze({ allowed: true });
 
 /**
- * A token bucket per caller key, callers independent, memory bounded by an LRU of `maxCallers`
+ * THE per-caller rate limiter of peerlb (the client's `rateLimit` and the serving side's both use
+ * it): a token bucket per caller key, callers independent, memory bounded by an LRU of `maxCallers`
  * buckets. An evicted caller comes back with a FULL bucket: the price of the bound, and it only
  * ever errs towards letting a request through. Explicit `now` (a monotonic clock such as
  * `performance.now()`), no timers.
@@ -28,14 +29,14 @@ export class CallerRateLimiter {
 
   constructor(options: CallerRateLimitOptions, field = 'rateLimit') {
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-      throw new InvalidOptionsError(field, 'must be an object');
+      throw new RateLimitOptionsError(field, 'must be an object');
     }
-    if (options.ratePerSec === undefined) throw new InvalidOptionsError(`${field}.ratePerSec`, 'is required');
+    if (options.ratePerSec === undefined) throw new RateLimitOptionsError(`${field}.ratePerSec`, 'is required');
     const ratePerSec = positiveNumber(`${field}.ratePerSec`, options.ratePerSec, 0);
     const burst = options.burst === undefined ? Math.max(1, ratePerSec) : atLeast(`${field}.burst`, options.burst, 1);
     const maxCallers = options.maxCallers === undefined ? 10_000 : atLeast(`${field}.maxCallers`, options.maxCallers, 1);
     if (!Number.isInteger(maxCallers)) {
-      throw new InvalidOptionsError(`${field}.maxCallers`, `must be an integer, got ${maxCallers}`);
+      throw new RateLimitOptionsError(`${field}.maxCallers`, `must be an integer, got ${maxCallers}`);
     }
     this.#maxCallers = maxCallers;
     this.#config = Object.freeze({ ratePerSec, burst });
@@ -55,7 +56,7 @@ export class CallerRateLimiter {
     }
     this.#buckets.set(caller, bucket);
     const waitMs = takeToken(bucket, this.#config, now);
-    return waitMs === 0 ? ALLOWED : { ok: false, retryAfterMs: waitMs };
+    return waitMs === 0 ? ALLOWED : { allowed: false, retryAfterMs: waitMs };
   }
 
   /** Whether `caller` currently has a bucket (it was seen and not evicted). */
@@ -80,14 +81,14 @@ export class CallerRateLimiter {
 
 function positiveNumber(field: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= min) {
-    throw new InvalidOptionsError(field, `must be a finite number > ${min}, got ${String(value)}`);
+    throw new RateLimitOptionsError(field, `must be a finite number > ${min}, got ${String(value)}`);
   }
   return value;
 }
 
 function atLeast(field: string, value: unknown, min: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw new InvalidOptionsError(field, `must be a finite number >= ${min}, got ${String(value)}`);
+    throw new RateLimitOptionsError(field, `must be a finite number >= ${min}, got ${String(value)}`);
   }
   return value;
 }

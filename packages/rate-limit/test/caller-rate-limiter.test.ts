@@ -1,36 +1,43 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { InvalidOptionsError } from '@peerlb/registry';
-import { CALLER_HEADER, CallerRateLimiter, fullBucket, isValidCaller, refillBucket, takeToken } from '../src/index.js';
+import {
+  CALLER_HEADER,
+  CallerRateLimiter,
+  RateLimitOptionsError,
+  fullBucket,
+  isValidCaller,
+  refillBucket,
+  takeToken,
+} from '../src/index.js';
 
 describe('CallerRateLimiter', () => {
   it('lets a burst through, then refuses with the time until the next token', () => {
     const limiter = new CallerRateLimiter({ ratePerSec: 2, burst: 3 });
-    for (let i = 0; i < 3; i++) expect(limiter.take('a', 0)).toEqual({ ok: true });
-    expect(limiter.take('a', 0)).toEqual({ ok: false, retryAfterMs: 500 });
-    expect(limiter.take('a', 499)).toEqual({ ok: false, retryAfterMs: 1 });
-    expect(limiter.take('a', 500)).toEqual({ ok: true });
-    expect(limiter.take('a', 500)).toEqual({ ok: false, retryAfterMs: 500 });
+    for (let i = 0; i < 3; i++) expect(limiter.take('a', 0)).toEqual({ allowed: true });
+    expect(limiter.take('a', 0)).toEqual({ allowed: false, retryAfterMs: 500 });
+    expect(limiter.take('a', 499)).toEqual({ allowed: false, retryAfterMs: 1 });
+    expect(limiter.take('a', 500)).toEqual({ allowed: true });
+    expect(limiter.take('a', 500)).toEqual({ allowed: false, retryAfterMs: 500 });
   });
 
   it('defaults the burst to the rate (at least 1)', () => {
     const five = new CallerRateLimiter({ ratePerSec: 5 });
-    for (let i = 0; i < 5; i++) expect(five.take('a', 0).ok).toBe(true);
-    expect(five.take('a', 0).ok).toBe(false);
+    for (let i = 0; i < 5; i++) expect(five.take('a', 0).allowed).toBe(true);
+    expect(five.take('a', 0).allowed).toBe(false);
     const slow = new CallerRateLimiter({ ratePerSec: 0.5 });
-    expect(slow.take('a', 0).ok).toBe(true);
-    expect(slow.take('a', 0)).toEqual({ ok: false, retryAfterMs: 2000 });
+    expect(slow.take('a', 0).allowed).toBe(true);
+    expect(slow.take('a', 0)).toEqual({ allowed: false, retryAfterMs: 2000 });
   });
 
   it('keeps callers independent', () => {
     const limiter = new CallerRateLimiter({ ratePerSec: 1, burst: 2 });
-    expect(limiter.take('a', 0).ok).toBe(true);
-    expect(limiter.take('a', 0).ok).toBe(true);
-    expect(limiter.take('a', 0).ok).toBe(false);
-    expect(limiter.take('b', 0).ok).toBe(true);
-    expect(limiter.take('b', 0).ok).toBe(true);
-    expect(limiter.take('b', 0).ok).toBe(false);
-    expect(limiter.take('c', 0).ok).toBe(true);
+    expect(limiter.take('a', 0).allowed).toBe(true);
+    expect(limiter.take('a', 0).allowed).toBe(true);
+    expect(limiter.take('a', 0).allowed).toBe(false);
+    expect(limiter.take('b', 0).allowed).toBe(true);
+    expect(limiter.take('b', 0).allowed).toBe(true);
+    expect(limiter.take('b', 0).allowed).toBe(false);
+    expect(limiter.take('c', 0).allowed).toBe(true);
   });
 
   it('retryAfterMs is exact: waiting that long always succeeds, 1 ms less always fails', () => {
@@ -44,7 +51,7 @@ describe('CallerRateLimiter', () => {
           const times = timesOf(gaps);
           times.forEach((now, i) => {
             const r = limiter.take('k', now);
-            if (r.ok) return;
+            if (r.allowed) return;
             expect(r.retryAfterMs).toBeGreaterThanOrEqual(1);
             expect(Number.isInteger(r.retryAfterMs)).toBe(true);
             // Probe on a replayed copy, so the real bucket is not disturbed.
@@ -59,16 +66,16 @@ describe('CallerRateLimiter', () => {
 
   it('has bounded memory: the least recently used caller is evicted, and comes back with a full bucket', () => {
     const limiter = new CallerRateLimiter({ ratePerSec: 1, burst: 1, maxCallers: 2 });
-    expect(limiter.take('a', 0).ok).toBe(true);
-    expect(limiter.take('b', 0).ok).toBe(true);
-    expect(limiter.take('a', 0).ok).toBe(false); // touches a: b is now the oldest
-    expect(limiter.take('c', 0).ok).toBe(true); // evicts b
+    expect(limiter.take('a', 0).allowed).toBe(true);
+    expect(limiter.take('b', 0).allowed).toBe(true);
+    expect(limiter.take('a', 0).allowed).toBe(false); // touches a: b is now the oldest
+    expect(limiter.take('c', 0).allowed).toBe(true); // evicts b
     expect(limiter.size).toBe(2);
     expect(limiter.has('b')).toBe(false);
     expect(limiter.has('a')).toBe(true);
     // a is still limited; b was forgotten and starts full.
-    expect(limiter.take('a', 0).ok).toBe(false);
-    expect(limiter.take('b', 0).ok).toBe(true);
+    expect(limiter.take('a', 0).allowed).toBe(false);
+    expect(limiter.take('b', 0).allowed).toBe(true);
     expect(limiter.has('c')).toBe(false);
   });
 
@@ -82,21 +89,30 @@ describe('CallerRateLimiter', () => {
 
   it('a clock stepping back neither mints nor burns tokens', () => {
     const limiter = new CallerRateLimiter({ ratePerSec: 1, burst: 1 });
-    expect(limiter.take('a', 10_000).ok).toBe(true);
-    expect(limiter.take('a', 5_000)).toEqual({ ok: false, retryAfterMs: 1000 });
-    expect(limiter.take('a', 11_000).ok).toBe(true);
+    expect(limiter.take('a', 10_000).allowed).toBe(true);
+    expect(limiter.take('a', 5_000)).toEqual({ allowed: false, retryAfterMs: 1000 });
+    expect(limiter.take('a', 11_000).allowed).toBe(true);
   });
 
   it('validates its options with the field named', () => {
     expect(() => new CallerRateLimiter({} as never)).toThrow(/rateLimit\.ratePerSec/);
-    expect(() => new CallerRateLimiter({ ratePerSec: 0 })).toThrow(InvalidOptionsError);
+    expect(() => new CallerRateLimiter({ ratePerSec: 0 })).toThrow(RateLimitOptionsError);
     expect(() => new CallerRateLimiter({ ratePerSec: -1 })).toThrow(/rateLimit\.ratePerSec/);
     expect(() => new CallerRateLimiter({ ratePerSec: 1, burst: 0.5 })).toThrow(/rateLimit\.burst/);
     expect(() => new CallerRateLimiter({ ratePerSec: 1, maxCallers: 0 })).toThrow(/rateLimit\.maxCallers/);
     expect(() => new CallerRateLimiter({ ratePerSec: 1, maxCallers: 1.5 }, 'client.rateLimit')).toThrow(
       /client\.rateLimit\.maxCallers/,
     );
-    expect(() => new CallerRateLimiter(null as never)).toThrow(InvalidOptionsError);
+    expect(() => new CallerRateLimiter(null as never)).toThrow(RateLimitOptionsError);
+    // Its own error class, with the code and field every peerlb options error has.
+    const err = (() => {
+      try {
+        new CallerRateLimiter({ ratePerSec: 1, burst: 0 });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toMatchObject({ code: 'PEERLB_INVALID_OPTIONS', field: 'rateLimit.burst' });
   });
 });
 
@@ -150,5 +166,5 @@ function timesOf(gaps: readonly number[]): number[] {
 function probe(ratePerSec: number, burst: number, times: readonly number[], last: number, at: number): boolean {
   const limiter = new CallerRateLimiter({ ratePerSec, burst });
   for (let i = 0; i <= last; i++) limiter.take('k', times[i]!);
-  return limiter.take('k', at).ok;
+  return limiter.take('k', at).allowed;
 }

@@ -1,4 +1,9 @@
-import type { HealthFunction } from './options.js';
+/**
+ * The instance's own verdict on its health. Healthy unless it returns `false`, throws, rejects, or
+ * takes longer than `healthTimeoutMs`, so both `() => db.isUp()` and `async () => { await db.ping() }`
+ * work.
+ */
+export type HealthFunction = () => boolean | void | Promise<boolean | void>;
 
 /** `threw`: set when the health function threw or rejected, holding what it threw. */
 export type HealthVerdict =

@@ -13,8 +13,8 @@ export type {
 export type { RegistrationEvents } from './registration.js';
 export type { RegistrationState } from './lifecycle.js';
 export { RegistrationFailedError, PortUnavailableError, HealthCheckFailedError } from './errors.js';
-export { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from './rate-limit/caller-limiter.js';
-export type { CallerRateLimiter, RateLimitDecision, RateLimitOptions } from './rate-limit/caller-limiter.js';
+export { CALLER_HEADER, callerKeyOf, createRequestRateLimiter } from './rate-limit/caller-limiter.js';
+export type { RateLimitDecision, RateLimitOptions, RequestRateLimiter } from './rate-limit/caller-limiter.js';
 export { createServing, composeSteps } from './serving/serving-middleware.js';
 export type { Serving, ServingStep, ServingHandler, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
 export type { ServingOptions } from './serving/serving-steps.js';

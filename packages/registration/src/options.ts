@@ -5,7 +5,7 @@ import {
   isValidAddress,
   parseInstance,
   validateCheckSpec,
-  validateDurationMs,
+  durationOption,
   validateInstanceId,
   validateServiceName,
   type BackoffOptions,
@@ -15,14 +15,10 @@ import {
   type ServiceInstance,
 } from '@peerlb/registry';
 import type { PortChoice } from './port.js';
-import type { RegistrationEvents } from './registration.js';
+import type { RegistrationEvents } from './events.js';
+import type { HealthFunction } from './health.js';
 
-/**
- * The instance's own verdict on its health. Healthy unless it returns `false`, throws, rejects, or
- * takes longer than `healthTimeoutMs`, so both `() => db.isUp()` and `async () => { await db.ping() }`
- * work.
- */
-export type HealthFunction = () => boolean | void | Promise<boolean | void>;
+export type { HealthFunction } from './health.js';
 
 /** HTTP check polled by the registry. `true` takes every default. */
 export interface HttpCheckOptions {
@@ -178,14 +174,12 @@ function requireObject(value: unknown, field: string): asserts value is Record<s
 }
 
 function optionalDuration(value: unknown, field: string, fallback: number): number {
-  return value === undefined ? fallback : validateDurationMs(value, field);
+  return durationOption(field, value, fallback);
 }
 
 /** A duration that may be 0 (e.g. no drain window at all). */
 function optionalNonNegativeMs(value: unknown, field: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (value === 0) return 0;
-  return validateDurationMs(value, field);
+  return durationOption(field, value, fallback, { allowZero: true });
 }
 
 function optionalBoolean(value: unknown, field: string, fallback: boolean): boolean {

@@ -10,7 +10,7 @@ import { isLeaving } from './lifecycle.js';
 import { normaliseStartOptions, type StartConfig, type StartServiceOptions } from './options.js';
 import { listenOnPort } from './port.js';
 import { processHooks, type HookParticipant } from './process-hooks.js';
-import { createCallerRateLimiter, type CallerRateLimiter } from './rate-limit/caller-limiter.js';
+import { createRequestRateLimiter, type RequestRateLimiter } from './rate-limit/caller-limiter.js';
 import { Registration } from './registration.js';
 import { createServing, type Serving } from './serving/serving-middleware.js';
 
@@ -26,7 +26,7 @@ const CRASH_DEREGISTER_BUDGET_MS = 2_000;
  */
 export async function startService(options: StartServiceOptions): Promise<StartedService> {
   const cfg = withSchemeMeta(normaliseStartOptions(options, createInstanceId));
-  const limiter = cfg.rateLimit === undefined ? undefined : createCallerRateLimiter(cfg.rateLimit);
+  const limiter = cfg.rateLimit === undefined ? undefined : createRequestRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);
   const registration = new Registration(cfg.registration);
   const inFlight = new InFlight();
@@ -124,7 +124,7 @@ type UserListener = (req: IncomingMessage, res: ServerResponse) => unknown;
 function prepareServer(
   cfg: StartConfig,
   registration: Registration,
-  limiter: CallerRateLimiter | undefined,
+  limiter: RequestRateLimiter | undefined,
   inFlight: InFlight,
   serving: Serving,
 ): { server: Server; restore: () => void } {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { CALLER_HEADER, callerKeyOf, createCallerRateLimiter } from '../src/index.js';
+import { CALLER_HEADER, callerKeyOf, createRequestRateLimiter } from '../src/index.js';
 
 function req(headers: Record<string, string | string[]>, remoteAddress = '10.0.0.1'): IncomingMessage {
   return { headers, socket: { remoteAddress } } as unknown as IncomingMessage;
@@ -19,7 +19,7 @@ describe('caller rate limiter', () => {
 
   it('limits each caller separately', () => {
     let now = 0;
-    const limiter = createCallerRateLimiter({ ratePerSec: 1, burst: 2, now: () => now });
+    const limiter = createRequestRateLimiter({ ratePerSec: 1, burst: 2, now: () => now });
     const a = req({ [CALLER_HEADER]: 'a' });
     const b = req({ [CALLER_HEADER]: 'b' });
     expect([limiter.check(a), limiter.check(a), limiter.check(a)].map((d) => d.allowed)).toEqual([true, true, false]);
@@ -30,7 +30,7 @@ describe('caller rate limiter', () => {
   });
 
   it('remembers at most maxCallers, forgetting the least recently seen', () => {
-    const limiter = createCallerRateLimiter({ ratePerSec: 1, burst: 1, maxCallers: 100, now: () => 0 });
+    const limiter = createRequestRateLimiter({ ratePerSec: 1, burst: 1, maxCallers: 100, now: () => 0 });
     limiter.take('keep');
     for (let i = 0; i < 1000; i++) {
       limiter.take(`c${i}`);

@@ -1,6 +1,7 @@
 export { MemoryRegistry } from './memory/memory-registry.js';
 export type { MemoryRegistryOptions } from './memory/memory-registry.js';
 export * from './errors.js';
+export * from './options.js';
 export * from './types.js';
 export {
   parseInstance,

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { InvalidOptionsError } from './errors.js';
+import { durationOption } from './options.js';
 import type {
   HealthCheckSpec,
   InstanceFilter,
@@ -131,12 +132,14 @@ export function validateInstanceId(id: unknown, field = 'id'): string {
   return id;
 }
 
-/** A duration in milliseconds: a finite number > 0 (and below ~24 days, the timer limit). */
+/**
+ * A required duration in milliseconds: > 0 and at most 2^31-1 (the timer limit).
+ * @deprecated Use `durationOption(field, value, fallback)` (options.ts), the one option validator;
+ * this older argument order remains for the adapters' call sites until they move.
+ */
 export function validateDurationMs(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 2 ** 31 - 1) {
-    throw new InvalidOptionsError(field, `must be a positive number of milliseconds, got ${describe(value)}`);
-  }
-  return value;
+  if (value === undefined) throw new InvalidOptionsError(field, 'is required: a positive number of milliseconds');
+  return durationOption(field, value, 0);
 }
 
 export interface NormalisedCheck {

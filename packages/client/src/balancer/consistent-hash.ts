@@ -1,5 +1,5 @@
 import { leastRequestsLoad } from './load-metrics.js';
-import { functionOption, numberOption, optionsObject } from './option-checks.js';
+import { functionOption, numberOption, optionsObject } from '@peerlb/registry';
 import { ALL_EXCLUDED, NO_PEERS, peerResults, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
 import type { Balancer, PickablePeer, PickContext, Picker, PickResult } from './types.js';

@@ -1,4 +1,4 @@
-import { numberOption } from './option-checks.js';
+import { numberOption } from '@peerlb/registry';
 
 export interface EligibleOptions {
   /**

@@ -1,4 +1,14 @@
-import type { PeakEwmaConfig } from './load-metrics.js';
+/** The settings of a peak-EWMA metric (`peakEwma()` resolves them), shared by its table and trackers. */
+export interface PeakEwmaConfig {
+  readonly decayMs: number;
+  readonly prior: () => number;
+  readonly penaltyMs: number;
+  readonly penaltyFactor: number;
+  readonly maxPenaltyMs: number;
+  readonly warmupSamples: number;
+  /** Feeds the adaptive prior; absent when the prior is fixed. */
+  readonly learn: ((latencyMs: number) => void) | undefined;
+}
 
 /**
  * Fields of one slot (32 bytes, so a row never straddles two cache lines): the estimate (ms), its

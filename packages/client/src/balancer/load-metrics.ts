@@ -1,7 +1,6 @@
-import { InvalidOptionsError } from '@peerlb/registry';
-import { numberOption, optionsObject } from './option-checks.js';
-import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState } from './ewma-table.js';
-import type { LoadMetric, LoadTracker, Outcome } from './types.js';
+import { InvalidOptionsError, numberOption, optionsObject } from '@peerlb/registry';
+import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState, type PeakEwmaConfig } from './ewma-table.js';
+import type { LoadMetric, LoadReader, LoadTracker, Outcome, PickablePeer } from './types.js';
 
 /**
  * Trackers hand out ONE completion callback per tracker, bound once, instead of a closure per
@@ -60,16 +59,6 @@ export interface PeakEwmaOptions {
   warmupSamples?: number;
 }
 
-export interface PeakEwmaConfig {
-  readonly decayMs: number;
-  readonly prior: () => number;
-  readonly penaltyMs: number;
-  readonly penaltyFactor: number;
-  readonly maxPenaltyMs: number;
-  readonly warmupSamples: number;
-  /** Feeds the adaptive prior; absent when the prior is fixed. */
-  readonly learn: ((latencyMs: number) => void) | undefined;
-}
 
 const DEFAULT_PRIOR_MS = 100;
 
@@ -128,16 +117,36 @@ export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
 /** The metric `peakEwma()` returns: its trackers keep their state in one shared `EwmaTable`. */
 export class PeakEwmaMetric implements LoadMetric {
   readonly name = 'peak-ewma';
-  /** @internal Read by P2C snapshots (see `ewmaLoads`). */
-  readonly table: EwmaTable;
+  readonly #table: EwmaTable;
 
   /** @internal Built by `peakEwma()`. */
   constructor(config: PeakEwmaConfig) {
-    this.table = new EwmaTable(config);
+    this.#table = new EwmaTable(config);
   }
 
   create(): PeakEwmaTracker {
-    return new PeakEwmaTracker(this.table);
+    return new PeakEwmaTracker(this.#table);
+  }
+
+  /**
+   * The loads are read from the shared table, so a pick touches no tracker object. A tracker
+   * whose slot was freed since the snapshot (its peer left) is read through the tracker, which
+   * still answers; a tracker outside the table makes the whole snapshot read trackers.
+   */
+  loadsOf(peers: readonly PickablePeer[]): LoadReader | undefined {
+    const table = this.#table;
+    const trackers = peers.map((peer) => peer.tracker);
+    const slots: number[] = [];
+    for (const tracker of trackers) {
+      const slot = tracker instanceof PeakEwmaTracker ? tracker.slotIn(table) : undefined;
+      if (slot === undefined) return undefined;
+      slots.push(slot);
+    }
+    const pairs = table.capture(slots);
+    return (i, now) => {
+      const load = table.loadIfCurrent(pairs, i, now);
+      return Number.isNaN(load) ? trackers[i]!.load(now) : load;
+    };
   }
 }
 

@@ -1,9 +1,8 @@
-import type { EwmaTable } from './ewma-table.js';
-import { PeakEwmaMetric, PeakEwmaTracker, peakEwma, validateLoadMetric } from './load-metrics.js';
-import { optionsObject } from './option-checks.js';
+import { peakEwma, validateLoadMetric } from './load-metrics.js';
+import { optionsObject } from '@peerlb/registry';
 import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
-import type { Balancer, LoadMetric, PickablePeer, PickContext, Picker, PickResult } from './types.js';
+import type { Balancer, LoadMetric, LoadReader, PickablePeer, PickContext, Picker, PickResult } from './types.js';
 
 export interface P2cOptions {
   /** How peers are tracked and compared. Default `peakEwma()`. */
@@ -18,7 +17,8 @@ export interface P2cOptions {
 export function p2c(options?: P2cOptions): Balancer {
   const o = optionsObject('p2c', options);
   const metric = o.metric === undefined ? peakEwma() : validateLoadMetric('p2c.metric', o.metric);
-  const loads = metric instanceof PeakEwmaMetric ? ewmaLoads(metric.table) : trackerLoads;
+  // The metric's own fast path when it has one (peak-EWMA reads its shared table), else trackers.
+  const loads: LoadsOf = metric.loadsOf === undefined ? trackerLoads : (peers) => metric.loadsOf!(peers) ?? trackerLoads(peers);
   return {
     name: 'p2c',
     metric,
@@ -27,35 +27,13 @@ export function p2c(options?: P2cOptions): Balancer {
 }
 
 /** Reads a snapshot's loads: `loadsOf(peers)` runs once per snapshot, the function it returns on every pick. */
-export type LoadsOf = (peers: readonly PickablePeer[]) => (index: number, now: number) => number;
+export type LoadsOf = (peers: readonly PickablePeer[]) => LoadReader;
 
 /** Any metric: each tracker's own `load(now)`. */
 export const trackerLoads: LoadsOf = (peers) => {
   const trackers = peers.map((peer) => peer.tracker);
   return (i, now) => trackers[i]!.load(now);
 };
-
-/**
- * Peak-EWMA trackers of one table: the loads are read from the table, so a pick touches no
- * tracker object. A tracker whose slot was freed since the snapshot (its peer left) is read
- * through the tracker, which still answers; one outside the table makes the snapshot fall back.
- */
-function ewmaLoads(table: EwmaTable): LoadsOf {
-  return (peers) => {
-    const trackers = peers.map((peer) => peer.tracker);
-    const slots: number[] = [];
-    for (const tracker of trackers) {
-      const slot = tracker instanceof PeakEwmaTracker ? tracker.slotIn(table) : undefined;
-      if (slot === undefined) return trackerLoads(peers);
-      slots.push(slot);
-    }
-    const pairs = table.capture(slots);
-    return (i, now) => {
-      const load = table.loadIfCurrent(pairs, i, now);
-      return Number.isNaN(load) ? trackers[i]!.load(now) : load;
-    };
-  };
-}
 
 /**
  * P2C over a snapshot of `input`; `loadsOf` says how to read a peer's load (lower wins).

@@ -25,9 +25,19 @@ export interface LoadTracker {
   release?(): void;
 }
 
+/** Reads loads by index in a picker snapshot: lower is better. Called on every pick: no allocation. */
+export type LoadReader = (index: number, now: number) => number;
+
 export interface LoadMetric {
   readonly name: string;
   create(): LoadTracker;
+  /**
+   * Optional fast path for pickers that compare loads (P2C). Called once per picker snapshot with
+   * its peers; returns a reader of their loads by index that must give what each peer's
+   * `tracker.load(now)` gives, only cheaper (e.g. from a table the metric keeps), or undefined
+   * when it cannot serve these peers (a tracker it did not make). Pickers then read trackers.
+   */
+  loadsOf?(peers: readonly PickablePeer[]): LoadReader | undefined;
 }
 
 /** What a picker sees of a peer. The client's Peer object satisfies it. */

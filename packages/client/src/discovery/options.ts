@@ -1,4 +1,4 @@
-import { InvalidOptionsError, validateDurationMs } from '@peerlb/registry';
+import { optionsObject, durationOption } from '@peerlb/registry';
 import type { DiscoveryRules } from './service-watch.js';
 
 export interface DiscoveryOptions {
@@ -9,13 +9,8 @@ export interface DiscoveryOptions {
 }
 
 export function resolveDiscoveryOptions(options: DiscoveryOptions | undefined, field = 'discovery'): DiscoveryRules {
-  if (options === undefined) options = {};
-  if (options === null || typeof options !== 'object') throw new InvalidOptionsError(field, 'must be an object');
-  const maxStalenessMs =
-    options.maxStalenessMs === Infinity
-      ? Infinity
-      : validateDurationMs(options.maxStalenessMs ?? 300_000, `${field}.maxStalenessMs`);
-  const emptyGraceMs = options.emptyGraceMs ?? 5000;
-  if (emptyGraceMs !== 0) validateDurationMs(emptyGraceMs, `${field}.emptyGraceMs`);
+  const o = optionsObject(field, options);
+  const maxStalenessMs = durationOption(`${field}.maxStalenessMs`, o.maxStalenessMs, 300_000, { allowInfinity: true });
+  const emptyGraceMs = durationOption(`${field}.emptyGraceMs`, o.emptyGraceMs, 5000, { allowZero: true });
   return Object.freeze({ maxStalenessMs, emptyGraceMs });
 }

@@ -1,24 +1,14 @@
 export { OutlierDetector } from './outlier-detector.js';
 export type { OutlierDetectionOptions, OutlierEvent, OutlierPeerState } from './outlier-detector.js';
-export {
-  classifyFailure,
-  isIdempotentMethod,
-  isRetryableStatus,
-  parseRetryAfter,
-  shouldRetry,
-  RetryBudget,
-} from './retry.js';
-export type {
-  FailureClass,
-  FailurePhase,
-  FailureReason,
-  RetryBudgetOptions,
-  RetryDecision,
-  RetryQuestion,
-  RetryRefusal,
-} from './retry.js';
-export { RateLimitedError } from './rate-limiter.js';
-export { CallerRateLimiter } from '@peerlb/rate-limit';
+export { classifyFailure } from './failure-class.js';
+export type { FailureClass, FailurePhase, FailureReason } from './failure-class.js';
+export { isIdempotentMethod, isRetryableStatus, shouldRetry } from './retry-decision.js';
+export type { RetryDecision, RetryQuestion, RetryRefusal } from './retry-decision.js';
+export { parseRetryAfter, retryAfterMs } from './retry-after.js';
+export { RetryBudget } from './retry-budget.js';
+export type { RetryBudgetOptions } from './retry-budget.js';
+export { BreakerOpenError, RateLimitedError } from '../errors.js';
+export { CallerRateLimiter, RateLimitOptionsError } from '@peerlb/rate-limit';
 export type { CallerRateLimitOptions, RateDecision } from '@peerlb/rate-limit';
-export { BreakerFactory, BreakerOpenError, isPeerFault } from './breaker.js';
+export { BreakerFactory, isPeerFault } from './breaker.js';
 export type { BreakerCall, BreakerOptions, BreakerState, PeerBreaker } from './breaker.js';

@@ -1,4 +1,4 @@
-import { booleanOption, numberOption, optionsObject } from '../balancer/option-checks.js';
+import { booleanOption, durationOption, numberOption, optionsObject } from '@peerlb/registry';
 import type { Outcome } from '../balancer/types.js';
 
 export interface OutlierDetectionOptions {
@@ -92,11 +92,8 @@ export class OutlierDetector {
       min: 1,
       integer: true,
     });
-    this.#baseEjectionMs = numberOption(`${field}.baseEjectionMs`, o.baseEjectionMs, 30_000, {
-      min: 0,
-      exclusiveMin: true,
-    });
-    this.#maxEjectionMs = numberOption(
+    this.#baseEjectionMs = durationOption(`${field}.baseEjectionMs`, o.baseEjectionMs, 30_000);
+    this.#maxEjectionMs = durationOption(
       `${field}.maxEjectionMs`,
       o.maxEjectionMs,
       Math.max(300_000, this.#baseEjectionMs),

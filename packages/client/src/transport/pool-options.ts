@@ -1,4 +1,4 @@
-import { InvalidOptionsError, validateDurationMs } from '@peerlb/registry';
+import { durationOption, InvalidOptionsError } from '@peerlb/registry';
 
 /** Connection options for the undici `Pool` of each peer. */
 export interface PoolOptions {
@@ -50,8 +50,8 @@ export function resolvePoolOptions(options: PoolOptions | undefined, field = 'po
   return Object.freeze({
     connections,
     pipelining,
-    keepAliveTimeout: validateDurationMs(options.keepAliveTimeout ?? 4000, `${field}.keepAliveTimeout`),
-    connectTimeout: validateDurationMs(options.connectTimeout ?? 10_000, `${field}.connectTimeout`),
+    keepAliveTimeout: durationOption(`${field}.keepAliveTimeout`, options.keepAliveTimeout, 4000),
+    connectTimeout: durationOption(`${field}.connectTimeout`, options.connectTimeout, 10_000),
     peerTls: resolveTls(options.tls, `${field}.tls`),
   });
 }

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { InvalidOptionsError } from '@peerlb/registry';
-import { CALLER_HEADER, CallerRateLimiter as BucketsPerCaller, isValidCaller } from '@peerlb/rate-limit';
+import { CALLER_HEADER, CallerRateLimiter, isValidCaller, RateLimitOptionsError } from '@peerlb/rate-limit';
 
 export { CALLER_HEADER };
 
@@ -24,7 +24,8 @@ export interface RateLimitDecision {
   readonly retryAfterMs: number;
 }
 
-export interface CallerRateLimiter {
+/** The serving side's per-caller limit, keyed from the HTTP request (buckets: `CallerRateLimiter`). */
+export interface RequestRateLimiter {
   /** Takes one token from `key`'s bucket. */
   take(key: string): RateLimitDecision;
   /** Takes one token for the caller of `req`. */
@@ -47,10 +48,10 @@ export function callerKeyOf(req: IncomingMessage): string {
 }
 
 /**
- * The serving side of the per-caller limit: the client's bucket-per-caller LRU, keyed from the
- * HTTP request and read against its own clock.
+ * The serving side of the per-caller limit: the one `CallerRateLimiter` of `@peerlb/rate-limit`
+ * (the client's too), keyed from the HTTP request and read against its own clock.
  */
-export function createCallerRateLimiter(options: RateLimitOptions, field = 'rateLimit'): CallerRateLimiter {
+export function createRequestRateLimiter(options: RateLimitOptions, field = 'rateLimit'): RequestRateLimiter {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError(field, 'must be an object');
   if (options.key !== undefined && typeof options.key !== 'function') {
     throw new InvalidOptionsError(`${field}.key`, 'must be a function (req) => string');
@@ -58,20 +59,13 @@ export function createCallerRateLimiter(options: RateLimitOptions, field = 'rate
   if (options.now !== undefined && typeof options.now !== 'function') {
     throw new InvalidOptionsError(`${field}.now`, 'must be a function returning milliseconds');
   }
-  const buckets = new BucketsPerCaller(
-    {
-      ratePerSec: options.ratePerSec,
-      ...(options.burst !== undefined ? { burst: options.burst } : {}),
-      ...(options.maxCallers !== undefined ? { maxCallers: options.maxCallers } : {}),
-    },
-    field,
-  );
+  const buckets = callerRateLimiter(options, field);
   const keyOf = options.key ?? callerKeyOf;
   const now = options.now ?? (() => performance.now());
 
   const takeFor = (key: string): RateLimitDecision => {
     const decision = buckets.take(key, now());
-    return { allowed: decision.ok, key, retryAfterMs: decision.ok ? 0 : decision.retryAfterMs };
+    return { allowed: decision.allowed, key, retryAfterMs: decision.allowed ? 0 : decision.retryAfterMs };
   };
 
   return {
@@ -81,4 +75,21 @@ export function createCallerRateLimiter(options: RateLimitOptions, field = 'rate
       return buckets.size;
     },
   };
+}
+
+/** The buckets; their options error is re-thrown as this package's `InvalidOptionsError`. */
+function callerRateLimiter(options: RateLimitOptions, field: string): CallerRateLimiter {
+  try {
+    return new CallerRateLimiter(
+      {
+        ratePerSec: options.ratePerSec,
+        ...(options.burst !== undefined ? { burst: options.burst } : {}),
+        ...(options.maxCallers !== undefined ? { maxCallers: options.maxCallers } : {}),
+      },
+      field,
+    );
+  } catch (err) {
+    if (err instanceof RateLimitOptionsError) throw new InvalidOptionsError(err.field, err.reason);
+    throw err;
+  }
 }

@@ -1,4 +1,12 @@
-import { InvalidOptionsError } from '@peerlb/registry';
+import { InvalidOptionsError } from './errors.js';
+
+/**
+ * The one way the client validates options: `xxxOption(field, value, fallback, rule)`, the field
+ * (as the user wrote it, dotted) first, and an `InvalidOptionsError` naming it.
+ */
+
+/** Node turns a timer longer than this into a 1 ms one (with a warning): no duration may exceed it. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
 export interface NumberRule {
   readonly min?: number;
@@ -31,6 +39,36 @@ export function numberOption(field: string, value: unknown, fallback: number, ru
   }
   if (rule.max !== undefined && value > rule.max) {
     throw new InvalidOptionsError(field, `must be <= ${rule.max}, got ${value}`);
+  }
+  return value;
+}
+
+/**
+ * A duration in milliseconds: finite, > 0 (or >= 0 with `allowZero`), at most `MAX_DURATION_MS`
+ * (`allowInfinity`: Infinity means "never"), or `fallback` when left out.
+ */
+export function durationOption(
+  field: string,
+  value: unknown,
+  fallback: number,
+  rule: { readonly min?: number; readonly allowZero?: boolean; readonly allowInfinity?: boolean } = {},
+): number {
+  if (value === undefined) return fallback;
+  if (value === Infinity && rule.allowInfinity === true) return value;
+  if (typeof value === 'number' && value > MAX_DURATION_MS) {
+    throw new InvalidOptionsError(field, `must be at most ${MAX_DURATION_MS} ms (about 24.8 days), got ${value}`);
+  }
+  return numberOption(field, value, fallback, {
+    min: rule.min ?? 0,
+    exclusiveMin: rule.min === undefined && rule.allowZero !== true,
+  });
+}
+
+/** A byte or request count limit: an integer >= `min`, or Infinity (the default: no limit). */
+export function limitOption(field: string, value: unknown, min: number): number {
+  if (value === undefined || value === Infinity) return Infinity;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new InvalidOptionsError(field, `must be an integer >= ${min} (or Infinity for no limit), got ${describe(value)}`);
   }
   return value;
 }

@@ -4,15 +4,6 @@ import { InvalidOptionsError } from '@peerlb/registry';
 import { BodyTooLargeError } from '../errors.js';
 import type { RequestBody } from './request-options.js';
 
-/** A byte or request count limit: a non-negative integer, or Infinity (the default: no limit). */
-export function validateLimit(value: unknown, field: string, min: number): number {
-  if (value === undefined || value === Infinity) return Infinity;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new InvalidOptionsError(field, `must be an integer >= ${min} (or Infinity for no limit)`);
-  }
-  return value;
-}
-
 /**
  * Checks a request body before anything is sent: its type (a string, bytes, a stream or an async
  * iterable; anything else would fail half-way through the upload) and `maxRequestBodyBytes`. A

@@ -1,35 +1,7 @@
-import type { Outcome, PickContext } from '../balancer/index.js';
-import { classifyFailure, type FailureClass } from '../resilience/index.js';
+import type { PickContext } from '../balancer/index.js';
 import { NoPeersError, type NoPeersReason, type PeerInfo } from '../errors.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
-
-/** A 5xx or 429 counts against the peer (load, breaker, outlier detection) even when it is returned. */
-export function isFailureStatus(statusCode: number): boolean {
-  return statusCode >= 500 || statusCode === 429;
-}
-
-export function statusOutcome(statusCode: number, latencyMs: number): Outcome {
-  return isFailureStatus(statusCode)
-    ? { kind: 'failure', reason: 'status', statusCode, latencyMs }
-    : { kind: 'success', latencyMs };
-}
-
-/**
- * The outcome of an attempt that threw. Failures that are not the peer's doing (our abort, its
- * pool closed because it left, its breaker refused) are recorded as `aborted`, which neither the
- * load metric nor outlier detection holds against the peer.
- */
-export function errorOutcome(failure: FailureClass, latencyMs: number): Outcome {
-  const reason = failure.peerFault ? failure.reason : 'aborted';
-  return { kind: 'failure', reason, latencyMs };
-}
-
-/** Errors a response body ended with: our own aborts are not the peer's fault. */
-export function bodyOutcome(error: Error | null | undefined, headersOutcome: Outcome, latencyMs: number): Outcome {
-  if (!error) return headersOutcome;
-  return errorOutcome(classifyFailure(error), latencyMs);
-}
 
 /** A pick context a call owns and updates in place (`now` before each pick, `exclude` as needed). */
 export interface PickState extends PickContext {

@@ -33,6 +33,7 @@ class Lane {
 export class DeadlineQueue {
   readonly #lanes = new Map<number, Lane>();
   readonly #logError: (error: unknown) => void;
+  #closed = false;
 
   constructor(logError: (error: unknown) => void) {
     this.#logError = logError;
@@ -65,6 +66,23 @@ export class DeadlineQueue {
     if (nextDue === undefined) lane.tail = previousDue;
     else nextDue.previousDue = previousDue;
     entry.lane = entry.previousDue = entry.nextDue = undefined;
+    if (this.#closed && lane.head === undefined) this.#drop(lane);
+  }
+
+  /**
+   * The owner closed: a timer that serves no call goes now, and each other one as soon as its last
+   * call leaves (calls still in flight keep their deadlines). Until then a finished call's lane
+   * keeps its timer until it fires, which is what makes an open queue cheap.
+   */
+  close(): void {
+    this.#closed = true;
+    for (const lane of [...this.#lanes.values()]) if (lane.head === undefined) this.#drop(lane);
+  }
+
+  #drop(lane: Lane): void {
+    if (lane.timer !== undefined) clearTimeout(lane.timer);
+    lane.timer = undefined;
+    this.#lanes.delete(lane.timeoutMs);
   }
 
   /** Entries queued now, over every timeout value (for tests and stats). */

@@ -1,0 +1,311 @@
+/**
+ * The one attempt loop. Both front doors, `client.request()` (request/request-call.ts) and
+ * `client.dispatcher()` (dispatcher/dispatch-call.ts), are thin subclasses of `CallLoop`:
+ *
+ *   admit   (the door: validate, caller rate limit; here: counters, budget deposit, deadline)
+ *   -> pick        picker snapshot, never a peer already tried (pick.ts)
+ *   -> guard       the peer's breaker admits the attempt (attempt.ts)
+ *   -> send        the door's transport adapter (`send`)
+ *   -> report      `attempt.done(outcome)`: load tracker, breaker, outlier detection, stats
+ *   -> retry?      shouldRetry, then ANOTHER peer, then the budget (in that order)
+ *
+ * Seams for what comes next:
+ * - Feedback: `Attempt.done(outcome)` is the one place it goes; the outcome carries the answer's
+ *   status and headers (server-reported load) and the error (the breaker's fault rule).
+ * - Hedging: attempts are objects of their own (`attempts`, each with its own abort signal); a
+ *   policy step may `launch` a second one on another peer (drawing on `ctx.budget`, which hedges
+ *   share with retries) while the first is in flight. The first answer wins (`answered`), the
+ *   others are aborted and released at once (`abortOthers`); a failure waits for attempts still
+ *   in flight before deciding (`afterFailure`).
+ * - Outgoing headers: `ctx.headerSteps` run for every attempt of both doors (`addHeaders`), with
+ *   the call's time left (deadline propagation) and attempt number (tracing).
+ * - The doors differ only in parameters: the deadline (`spec.timeoutMs`: the dispatcher's is the
+ *   caller's own signal), how an answer is handed over (`deliver`), how a call fails (`failed`).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { AbortedError, ClosedError } from '@peerlb/registry';
+import {
+  classifyFailure,
+  retryAfterMs,
+  shouldRetry,
+  type FailureClass,
+  type RetryDecision,
+  type RetryQuestion,
+} from '../resilience/index.js';
+import { AttemptTimeoutError, DeadlineError, type UpstreamError } from '../errors.js';
+import type { Peer } from '../peers/peer.js';
+import type { ServicePeers } from '../peers/service-peers.js';
+import { Attempt, type AttemptOwner } from './attempt.js';
+import type { CallContext, CallSpec, OutgoingCall } from './context.js';
+import type { Deadline, DeadlineQueue } from './deadlines.js';
+import { deadlineError, localError, noAnswerError, upstreamError } from './call-errors.js';
+import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
+import { noPeersError, pickPeer, type PickState } from './pick.js';
+
+/** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
+export function isTimeoutReason(reason: unknown): boolean {
+  return (reason as { name?: unknown } | null)?.name === 'TimeoutError';
+}
+
+export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline, AttemptOwner {
+  // Deadline links, owned by ctx.deadlines.
+  dueAt = 0;
+  previousDue: Deadline | undefined = undefined;
+  nextDue: Deadline | undefined = undefined;
+  lane: Deadline['lane'] = undefined;
+  readonly clock: () => number;
+  readonly deadlines: DeadlineQueue;
+  /** Every attempt made, in order. */
+  protected readonly attempts: A[] = [];
+  /** The call has its result: an answer handed to the caller, or an error. */
+  protected ended = false;
+  private readonly deadlineAt: number;
+  private readonly pickState: PickState;
+  private lastError: unknown;
+  private budgetRefused = false;
+  private discovery: AbortController | undefined;
+
+  constructor(
+    readonly ctx: CallContext,
+    readonly svc: ServicePeers,
+    readonly spec: CallSpec,
+    now: number,
+  ) {
+    this.clock = ctx.clock;
+    this.deadlines = ctx.deadlines;
+    this.deadlineAt = now + spec.timeoutMs;
+    this.pickState = { random: ctx.random, now, exclude: undefined, key: spec.key };
+  }
+
+  /** Makes the door's attempt object for `peer`. */
+  protected abstract newAttempt(peer: Peer, number: number, now: number): A;
+  /** Sends `attempt` through the door's transport; it reports back with `answered` / `attemptFailed`. */
+  abstract send(attempt: A): void;
+  /** Ends the call with `error` (the door rejects or calls the handler's error callback). */
+  protected abstract failed(error: unknown): void;
+
+  /** The end of admission: counts the call, feeds the budget, arms the deadline, picks. */
+  protected begin(now: number): void {
+    this.svc.counters.requests++;
+    this.ctx.budget?.deposit(now);
+    if (this.spec.timeoutMs !== Infinity) this.ctx.deadlines.add(this, this.spec.timeoutMs);
+    if (this.svc.watch.hasBeenSeen) this.first(now);
+    else this.waitForDiscovery();
+  }
+
+  private first(now: number): void {
+    if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
+    this.pickState.now = now;
+    const peer = pickPeer(this.svc, this.pickState);
+    if (peer === undefined) return this.endWith(noPeersError(this.svc, []));
+    this.launch(peer, now);
+  }
+
+  /** Starts an attempt on `peer` (the first, a retry, or a hedge). */
+  protected launch(peer: Peer, now: number): void {
+    const attempt = this.newAttempt(peer, this.attempts.length + 1, now);
+    this.attempts.push(attempt);
+    attempt.begin(this.ctx.attemptTimeoutMs);
+  }
+
+  /**
+   * The response headers of `attempt` came. True: the door hands this answer to the caller (and
+   * calls `attempt.done` when its body ends); false: the door drops it (the loop has reported it
+   * and moved on, or the call had ended already).
+   */
+  answered(attempt: A, statusCode: number, headers: IncomingHttpHeaders): boolean {
+    attempt.answered();
+    if (this.ended || attempt.settled) return false;
+    if (isFailureStatus(statusCode)) {
+      const now = this.ctx.clock();
+      const asideMs = retryAfterMs(statusCode, headers);
+      if (asideMs !== undefined) this.svc.avoid(attempt.peer, Math.min(asideMs, this.ctx.maxRetryAfterMs));
+      const decision = this.retryDecision('response', attempt, now, statusCode);
+      const next = decision.retry ? this.nextPeer(now) : undefined;
+      if (next !== undefined) {
+        // This answer is dropped for another try: report it now.
+        attempt.done(statusOutcome(statusCode, headers, now - attempt.startedAt));
+        this.announceRetry(attempt, undefined, statusCode);
+        this.launch(next, now);
+        return false;
+      }
+      // No other peer, budget or attempt: the caller gets this answer, 5xx or not.
+    }
+    this.ended = true;
+    this.abortOthers(attempt);
+    return true;
+  }
+
+  attemptFailed(attempt: Attempt, error: unknown): void {
+    if (attempt.settled) return;
+    const failure = classifyFailure(error);
+    const judged = attempt.done(errorOutcome(error, this.ctx.clock() - attempt.startedAt, failure));
+    if (this.ended) return;
+    this.lastError = error;
+    // Wait for the breaker's verdict, so the state the caller sees next reflects this failure.
+    if (judged === undefined) this.afterFailure(attempt, error, failure);
+    else void judged.then(() => this.afterFailure(attempt, error, failure));
+  }
+
+  attemptTimedOut(attempt: Attempt): void {
+    if (attempt.settled || attempt.isAnswered) return;
+    const error = new AttemptTimeoutError({
+      service: this.svc.service,
+      peer: attempt.peer.info,
+      timeoutMs: this.ctx.attemptTimeoutMs,
+    });
+    this.attemptFailed(attempt, error);
+    attempt.abort(error);
+  }
+
+  private afterFailure(attempt: Attempt, error: unknown, failure: FailureClass): void {
+    if (this.ended) return;
+    // Another attempt still in flight (a hedge) may yet answer.
+    for (const other of this.attempts) if (!other.settled) return;
+    if (failure.phase === 'local') return this.endWith(localError(this.svc, attempt, error));
+    const now = this.ctx.clock();
+    const decision = this.retryDecision(failure.phase, attempt, now, undefined);
+    if (!decision.retry) {
+      if (decision.why === 'deadline') return this.endWith(this.deadlineError());
+      return this.endWith(this.upstream(error, decision.why === 'attempts' ? 'attempts-exhausted' : 'not-retryable'));
+    }
+    const next = this.nextPeer(now);
+    if (next === undefined) return this.endWith(this.upstream(error, this.budgetRefused ? 'budget-exhausted' : 'no-other-peer'));
+    this.announceRetry(attempt, error, undefined);
+    this.launch(next, now);
+  }
+
+  private retryDecision(phase: RetryQuestion['phase'], attempt: Attempt, now: number, statusCode: number | undefined): RetryDecision {
+    const spec = this.spec;
+    return shouldRetry({
+      phase,
+      method: spec.method,
+      idempotent: spec.idempotent,
+      bodyReplayable: spec.replayable,
+      attempt: attempt.number,
+      maxAttempts: this.ctx.maxAttempts,
+      timeLeftMs: this.deadlineAt - now,
+      statusCode,
+    });
+  }
+
+  /** Another peer (never one tried) if the picker has one, then the budget's consent. */
+  private nextPeer(now: number): Peer | undefined {
+    this.budgetRefused = false;
+    const exclude = (this.pickState.exclude ??= new Set());
+    for (const attempt of this.attempts) exclude.add(attempt.peer.id);
+    this.pickState.now = now;
+    const peer = pickPeer(this.svc, this.pickState);
+    if (peer === undefined) return undefined;
+    if (this.ctx.budget !== undefined && !this.ctx.budget.tryWithdraw(now)) {
+      this.budgetRefused = true;
+      return undefined;
+    }
+    this.svc.counters.retries++;
+    return peer;
+  }
+
+  /** Attempts still in flight besides the winner are aborted and released at once. */
+  private abortOthers(winner: Attempt): void {
+    for (const other of this.attempts) {
+      if (other === winner || other.settled) continue;
+      const reason = new AbortedError('another attempt answered first');
+      other.done(errorOutcome(reason, this.ctx.clock() - other.startedAt));
+      other.abort(reason);
+    }
+  }
+
+  /** The call's deadline passed (called by `ctx.deadlines`). */
+  expire(): void {
+    this.end(this.deadlineError(), true);
+  }
+
+  /**
+   * Ends the call from outside (deadline, the caller's abort). An attempt still waiting for its
+   * response headers is settled at once, whatever its transport does (a request stuck in a pool
+   * queue would outlive the deadline), and counts as the peer's failure when `peerTimedOut`: a
+   * peer that gave no headers within the deadline is hung, not merely slow to be read. A
+   * delivered attempt has its body cut; the door reports it when the body closes.
+   */
+  end(reason: unknown, peerTimedOut: boolean): void {
+    const now = this.ctx.clock();
+    for (const attempt of this.attempts) {
+      if (!attempt.settled && !attempt.isAnswered) {
+        const error = peerTimedOut
+          ? new AttemptTimeoutError({ service: this.svc.service, peer: attempt.peer.info, timeoutMs: now - attempt.startedAt })
+          : reason;
+        attempt.done(errorOutcome(error, now - attempt.startedAt));
+      }
+      attempt.abort(reason);
+    }
+    if (this.ended) return;
+    if (this.discovery !== undefined && reason instanceof DeadlineError) {
+      return this.endWith(noAnswerError(this.svc, this.spec.timeoutMs, reason));
+    }
+    this.endWith(reason);
+  }
+
+  /** The call failed with `error`. */
+  protected endWith(error: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.finish();
+    this.svc.counters.failures++;
+    this.failed(error);
+  }
+
+  /** The call is over (its answer's body ended, or it failed): its deadline and listeners go. */
+  protected finish(): void {
+    if (this.lane !== undefined) this.ctx.deadlines.remove(this);
+    const discovery = this.discovery;
+    this.discovery = undefined;
+    discovery?.abort();
+  }
+
+  /** Runs the header steps for `attempt`; `set` adds a header to what it sends. */
+  protected addHeaders(attempt: Attempt, set: (name: string, value: string) => void): void {
+    const call: OutgoingCall = {
+      service: this.svc.service,
+      attempt: attempt.number,
+      timeLeftMs: Math.max(0, this.deadlineAt - this.ctx.clock()),
+    };
+    for (const step of this.ctx.headerSteps) step(call, set);
+  }
+
+  private waitForDiscovery(): void {
+    // Cold path (first call for a service): a real AbortSignal and timer are fine here.
+    const controller = new AbortController();
+    this.discovery = controller;
+    const waitMs = this.spec.timeoutMs === Infinity ? this.ctx.timeoutMs : this.spec.timeoutMs;
+    const timer = this.spec.timeoutMs === Infinity ? setTimeout(() => controller.abort(), waitMs) : undefined;
+    timer?.unref();
+    this.svc.watch.waitUntilSeen(controller.signal).then(
+      () => {
+        clearTimeout(timer);
+        this.discovery = undefined;
+        if (!this.ended) this.first(this.ctx.clock());
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        this.discovery = undefined;
+        if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
+        this.endWith(noAnswerError(this.svc, waitMs, err));
+      },
+    );
+  }
+
+  private announceRetry(attempt: Attempt, error: unknown, statusCode: number | undefined): void {
+    const events = this.ctx.events;
+    if (!events.has('retry')) return;
+    const base = { service: this.svc.service, peer: attempt.peer.info, attempt: attempt.number, error };
+    events.emit('retry', statusCode === undefined ? base : { ...base, statusCode });
+  }
+
+  private deadlineError(): DeadlineError {
+    return deadlineError(this.svc, this.spec.timeoutMs, this.attempts, this.lastError);
+  }
+
+  private upstream(error: unknown, reason: Parameters<typeof upstreamError>[2]): UpstreamError {
+    return upstreamError(this.svc, this.attempts, reason, error);
+  }
+}

@@ -1,0 +1,50 @@
+import type { CallerRateLimiter, RetryBudget } from '../resilience/index.js';
+import type { ClientEvents } from '../events.js';
+import type { ServicePeers } from '../peers/service-peers.js';
+import type { DeadlineQueue } from './deadlines.js';
+
+/** What a header step sees of the call, for each attempt. */
+export interface OutgoingCall {
+  readonly service: string;
+  /** 1-based attempt number. */
+  readonly attempt: number;
+  /** Time left before the call's deadline (Infinity when it has none). */
+  readonly timeLeftMs: number;
+}
+
+/** Adds outgoing headers to every attempt (deadline propagation, tracing): `set(name, value)`. */
+export type HeaderStep = (call: OutgoingCall, set: (name: string, value: string) => void) => void;
+
+/** What the call loop needs from the client. */
+export interface CallContext {
+  service(name: string): ServicePeers;
+  readonly limiter: CallerRateLimiter | undefined;
+  /** Extra load allowed beyond callers' requests: retries (and hedges) draw on it. */
+  readonly budget: RetryBudget | undefined;
+  readonly maxAttempts: number;
+  /** Longest a Retry-After keeps a peer aside. */
+  readonly maxRetryAfterMs: number;
+  readonly timeoutMs: number;
+  /** Longest an attempt waits for its response headers (Infinity: only the call's deadline). */
+  readonly attemptTimeoutMs: number;
+  readonly maxRequestBodyBytes: number;
+  readonly maxResponseBodyBytes: number;
+  readonly defaultCaller: string | undefined;
+  readonly random: () => number;
+  readonly clock: () => number;
+  readonly events: ClientEvents;
+  /** Where deadlines wait (one timer per timeout value, not one per call). */
+  readonly deadlines: DeadlineQueue;
+  readonly headerSteps: readonly HeaderStep[];
+}
+
+/** What a door tells the loop about one call. */
+export interface CallSpec {
+  readonly method: string;
+  readonly idempotent: boolean | undefined;
+  /** The body can be sent again (not a stream). */
+  readonly replayable: boolean;
+  readonly key: string | undefined;
+  /** The call's deadline; Infinity: none here (the dispatcher's is the caller's signal). */
+  readonly timeoutMs: number;
+}
