@@ -1,3 +1,4 @@
+import type { Otel } from '@peerlb/registry/otel';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -11,6 +12,8 @@ export interface AttemptOwner {
   readonly deadlines: DeadlineQueue;
   /** Sends the attempt through the front door's transport. */
   send(attempt: Attempt): void;
+  /** Telemetry hears every attempt's outcome (undefined: no telemetry). */
+  attemptEnded?(attempt: Attempt, outcome: AttemptOutcome): void;
   /** The attempt failed before an answer came: refused by its breaker, a transport error, a timeout. */
   attemptFailed(attempt: Attempt, error: unknown): void;
   /** The attempt's own timeout (`attemptTimeoutMs`) passed before its response headers came. */
@@ -42,6 +45,8 @@ export class Attempt implements Deadline {
   isAnswered = false;
   /** `done` ran: every listener has heard how the attempt ended. */
   settled = false;
+  /** Its OpenTelemetry span, when the call is traced. */
+  span: Otel.Span | undefined = undefined;
   // Abort signal, read by undici.
   aborted = false;
   reason: unknown = undefined;
@@ -122,6 +127,7 @@ export class Attempt implements Deadline {
     this.#completion = undefined;
     completion?.(outcome, now);
     owner.svc.record(this.peer, outcome, now);
+    owner.attemptEnded?.(this, outcome);
     if (this.#guard === DIRECT) {
       if (outcome.kind === 'success') {
         this.#breaker!.succeeded();

@@ -2,6 +2,7 @@ import type { CallerRateLimiter, RetryBudget } from '../resilience/index.js';
 import type { ClientEvents } from '../events.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import type { DeadlineQueue } from './deadlines.js';
+import type { ClientTelemetry } from '../telemetry/client-telemetry.js';
 
 /** What a header step sees of the call, for each attempt. */
 export interface OutgoingCall {
@@ -36,6 +37,8 @@ export interface CallContext {
   /** Where deadlines wait (one timer per timeout value, not one per call). */
   readonly deadlines: DeadlineQueue;
   readonly headerSteps: readonly HeaderStep[];
+  /** OpenTelemetry spans and metrics; undefined (no work at all) when nothing is registered. */
+  readonly telemetry: ClientTelemetry | undefined;
 }
 
 /** What a door tells the loop about one call. */
@@ -47,4 +50,6 @@ export interface CallSpec {
   readonly key: string | undefined;
   /** The call's deadline; Infinity: none here (the dispatcher's is the caller's signal). */
   readonly timeoutMs: number;
+  /** The request path (query string included), for telemetry. */
+  readonly path: string;
 }
