@@ -278,8 +278,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const trace = this.trace;
     if (trace !== undefined) {
       this.trace = undefined;
-      const answered = this.failure === undefined ? this.delivered : undefined;
-      this.ctx.telemetry!.endCall(trace, answered?.peer, this.attempts.length, answered && this.deliveredStatus, this.failure);
+      this.ctx.telemetry!.endCall(trace, this.delivered?.peer, this.attempts.length, this.deliveredStatus, this.failure);
     }
   }
 
@@ -287,6 +286,8 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   attemptEnded(attempt: Attempt, outcome: AttemptOutcome): void {
     const telemetry = this.ctx.telemetry;
     if (telemetry === undefined) return;
+    // The answer handed over failed with its body (cut by the deadline, reset): so did the call.
+    if (attempt === this.delivered && outcome.error !== undefined) this.failure ??= outcome.error;
     telemetry.attemptDone(
       attempt.span,
       attempt.peer,
