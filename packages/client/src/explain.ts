@@ -65,6 +65,8 @@ export interface Explanation {
   };
   /** Dry-run picks made for the shares. */
   readonly samples: number;
+  /** Where the last attempts of real calls went (at most 32), newest first; `attempt` 2+ is a retry. */
+  readonly recentPicks: readonly { readonly peer: string; readonly attempt: number; readonly agoMs: number }[];
 }
 
 const HEALTH_REASONS: ReadonlySet<ExclusionReason> = new Set(['breaker_open', 'ejected', 'retry_after']);
@@ -154,5 +156,6 @@ export function explainService(svc: ServicePeers, now: number, random: () => num
       unavailable: typeof first === 'string' ? first : undefined,
     },
     samples,
+    recentPicks: svc.recentPicks.list(now),
   };
 }

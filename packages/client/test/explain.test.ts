@@ -59,6 +59,11 @@ describe('client.explain()', () => {
       expect(peer.excluded).toEqual([]);
       expect(peer.latencyMs).toBeGreaterThan(0);
     }
+    // The last real picks, newest first: 30 calls, no retry.
+    expect(why.recentPicks).toHaveLength(30);
+    expect(why.recentPicks.every((p) => p.attempt === 1 && /^api-[012]$/.test(p.peer))).toBe(true);
+    const ages = why.recentPicks.map((p) => p.agoMs);
+    expect(ages).toEqual([...ages].sort((x, y) => x - y));
     const share = Object.fromEntries(why.peers.map((p) => [p.id, p.share]));
     expect(share['api-0']! + share['api-1']! + share['api-2']!).toBeCloseTo(1, 5);
     // The slow peer loses every comparison it is drawn into: P2C never picks it while both others are there.
@@ -103,6 +108,11 @@ describe('client.explain()', () => {
     expect(paused.peers[0]!.retryAfterMs).toBeGreaterThan(20_000); // 60 s asked, capped by retry.maxRetryAfterMs (30 s)
     expect(paused.pick.chosen).toBe('paused-1');
     expect(paused.peers.map((p) => p.share)).toEqual([0, 1]);
+    // The 503 from paused-0 was retried on paused-1: both attempts are in the recent picks.
+    const picks = paused.recentPicks;
+    const retry = picks.findIndex((p) => p.attempt === 2);
+    expect(picks[retry]).toMatchObject({ peer: 'paused-1', attempt: 2 });
+    expect(picks[retry + 1]).toMatchObject({ peer: 'paused-0', attempt: 1 });
 
     const flaky = client.explain('flaky');
     expect(flaky.peers.map((p) => [p.id, p.excluded])).toEqual([

@@ -113,6 +113,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   /** Starts an attempt on `peer` (the first, a retry, or a hedge). */
   protected launch(peer: Peer, now: number): void {
     const attempt = this.newAttempt(peer, this.attempts.length + 1, now);
+    this.svc.recentPicks.add(peer.id, attempt.number, now);
     if (this.trace !== undefined) {
       attempt.span = this.ctx.telemetry!.startAttempt(this.trace, peer, attempt.number, this.spec.method, this.spec.path);
     }

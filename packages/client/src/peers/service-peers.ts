@@ -11,6 +11,7 @@ import {
 import type { ClientEvents } from '../events.js';
 import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
 import { Peer, type PeerBreakers } from './peer.js';
+import { PickRing } from './pick-ring.js';
 
 /** Everything a service's peer set needs from the client that owns it. */
 export interface ServiceContext {
@@ -53,6 +54,8 @@ export interface ServiceCounters {
 export class ServicePeers implements DiscoverySink {
   readonly watch: ServiceWatch;
   readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0, ejections: 0 };
+  /** Where the last attempts went, for `client.explain()`. */
+  readonly recentPicks = new PickRing();
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];
