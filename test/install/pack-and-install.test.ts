@@ -192,7 +192,7 @@ describe('installable packages (issue 16)', () => {
             '  const res: BalancedResponse = await client.request({ service: "typed", path: "/" });',
             '  const stats: ClientStats = client.stats();',
             '  const first: ServiceInstance | undefined = (await registry.list("typed"))[0];',
-            '  const ok: boolean = new CallerRateLimiter({ ratePerSec: 1 }).take("a", 0).ok;',
+            '  const ok: boolean = new CallerRateLimiter({ ratePerSec: 1 }).take("a", 0).allowed;',
             '  await res.body.dump();',
             '  await client.close();',
             '  await service.close();',

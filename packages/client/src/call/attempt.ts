@@ -1,4 +1,3 @@
-import type { Otel } from '@peerlb/registry/otel';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -45,8 +44,8 @@ export class Attempt implements Deadline {
   isAnswered = false;
   /** `done` ran: every listener has heard how the attempt ended. */
   settled = false;
-  /** Its OpenTelemetry span, when the call is traced. */
-  span: Otel.Span | undefined = undefined;
+  /** Its OpenTelemetry span (opaque here, see `CallTelemetry`), when the call is traced. */
+  span: object | undefined = undefined;
   // Abort signal, read by undici.
   aborted = false;
   reason: unknown = undefined;

@@ -42,7 +42,6 @@ import { deadlineError, localError, noAnswerError, upstreamError } from './call-
 import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
 import { noPeersError, pickPeer, type PickState } from './pick.js';
 import type { AttemptOutcome } from './outcome.js';
-import type { CallTrace } from '../telemetry/client-telemetry.js';
 
 /** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
 export function isTimeoutReason(reason: unknown): boolean {
@@ -67,7 +66,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   private budgetRefused = false;
   private discovery: AbortController | undefined;
   /** The call's span (undefined when not traced); ended, and cleared, when the call is over. */
-  private trace: CallTrace | undefined;
+  private trace: object | undefined;
   /** The attempt whose answer was handed over, for the call's span. */
   private delivered: Attempt | undefined;
   private deliveredStatus: number | undefined;

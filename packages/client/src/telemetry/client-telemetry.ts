@@ -8,6 +8,7 @@ import {
   type Otel,
 } from '@peerlb/registry/otel';
 import { schemeOf } from '@peerlb/registry';
+import type { CallTelemetry } from '../call/context.js';
 import { PEER_STATES, peerStateOf, type PeerState } from '../peers/exclusions.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -36,7 +37,7 @@ export interface CallTrace {
  *   `peerlb.client.registry.errors`, `peerlb.client.discovery.stale`, and `peerlb.client.peers`
  *   by `peerlb.peer.state` (the exclusion names of `explain()`).
  */
-export class ClientTelemetry {
+export class ClientTelemetry implements CallTelemetry {
   readonly tracer: Otel.Tracer | undefined;
   readonly #api: Instrumentation['api'];
   readonly #duration: Otel.Histogram | undefined;
