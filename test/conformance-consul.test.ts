@@ -22,6 +22,8 @@ registryConformance('consul (agent test double)', {
       token: TOKEN,
       waitMs: 5_000,
       backoff: { minMs: 50, maxMs: 500 },
+      // The double reaps sooner than a real agent's 1 minute (see its header).
+      minDeregisterCriticalAfterMs: 0,
       logger: silentLogger,
       env: {},
     });

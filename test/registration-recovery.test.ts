@@ -9,7 +9,7 @@ const CHECKS = [
   ['HTTP', { http: { intervalMs: 200, timeoutMs: 200 }, deregisterCriticalAfterMs: 10_000 }],
 ] as const;
 
-describe.each<BackendName>(['local', 'consul'])('recovery on the %s registry', (name) => {
+describe.each<BackendName>(['local', 'consul', 'consul-cluster'])('recovery on the %s registry', (name) => {
   const suite = registrationSuite(name, 'rec');
 
   it.each(CHECKS)('a registry restart is followed by re-registration (%s check)', async (_kind, check) => {

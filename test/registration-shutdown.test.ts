@@ -14,7 +14,7 @@ function outcome(request: Promise<string>): Promise<{ ok: true } | { ok: false; 
   );
 }
 
-describe.each<BackendName>(['local', 'consul'])('instance processes on the %s registry', (name) => {
+describe.each<BackendName>(['local', 'consul', 'consul-cluster'])('instance processes on the %s registry', (name) => {
   const suite = registrationSuite(name, 'svc');
 
   it('SIGTERM: deregistered before the port closes, in-flight and late requests all answered, exit 0', async () => {

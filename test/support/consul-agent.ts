@@ -53,6 +53,11 @@ export interface ConsulAgent {
   kill(): Promise<void>;
   /** Starts the process again (same config, same data dir) and waits until its HTTP API answers. */
   start(): Promise<void>;
+  /**
+   * SIGKILL, delete its data dir, start again: an agent that lost its state (same node name and
+   * id, no services). Its services leave the catalog at its next anti-entropy sync.
+   */
+  forget(): Promise<void>;
   /** The agent's log so far, for failure messages. */
   log(): string;
 }
@@ -63,7 +68,7 @@ function killAllAtExit(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.once('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
+    for (const child of live) killGroup(child);
   });
 }
 
@@ -101,6 +106,8 @@ interface AgentSpec {
   ready?: (agent: ConsulAgent) => Promise<boolean>;
   /** Headers for the readiness probe (the token, when ACLs deny anonymous reads). */
   readyHeaders?: Record<string, string>;
+  /** The agent's data dir, if it has one on disk. */
+  dataDir?: string;
 }
 
 async function launchAgent(spec: AgentSpec): Promise<ConsulAgent> {
@@ -162,18 +169,21 @@ class AgentProcess implements ConsulAgent {
   async start(): Promise<void> {
     if (this.running) return;
     const out = openSync(this.logFile, 'a');
-    const child = spawn(
-      this.binary,
-      [
-        'agent',
-        ...this.spec.args,
-        `-node=${this.spec.name}`,
-        `-bind=${this.host}`,
-        `-client=${this.host}`,
-        `-config-file=${this.configFile}`,
-      ],
-      { stdio: ['ignore', out, out] },
-    );
+    const args = [
+      'agent',
+      ...this.spec.args,
+      `-node=${this.spec.name}`,
+      `-bind=${this.host}`,
+      `-client=${this.host}`,
+      `-config-file=${this.configFile}`,
+    ];
+    // In its own process group under a watchdog shell, so kill() ends both at once and the agent
+    // dies with this process even when it is killed without running exit hooks (a test runner
+    // stopping a worker): agents left running would hold memory on a machine others share.
+    const child = spawn('sh', ['-c', WATCHDOG, 'consul-watchdog', String(process.pid), this.binary, ...args], {
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
     closeSync(out);
     this.child = child;
     live.add(child);
@@ -198,12 +208,38 @@ class AgentProcess implements ConsulAgent {
     }
   }
 
+  async forget(): Promise<void> {
+    await this.kill();
+    if (this.spec.dataDir !== undefined) rmSync(this.spec.dataDir, { recursive: true, force: true });
+    await this.start();
+  }
+
   async kill(): Promise<void> {
     const child = this.child;
     if (!child || !this.running) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    child.kill('SIGKILL');
+    killGroup(child);
     await exited;
+  }
+}
+
+/**
+ * `sh -c WATCHDOG name <parent pid> <command...>`: runs the command, and kills it once the parent
+ * is gone; exits with the command's status.
+ */
+const WATCHDOG = `parent=$1; shift
+"$@" &
+child=$!
+while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.5; done
+kill -9 "$child" 2>/dev/null
+wait "$child"`;
+
+/** SIGKILL to the child's process group (the watchdog shell and the agent). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
   }
 }
 
@@ -318,8 +354,10 @@ export async function startCluster(options: { servers?: number; clients?: number
   try {
     const joinAddrs: string[] = [];
     const retryJoin = () => JSON.stringify(joinAddrs);
+    // A fixed node id: an agent that lost its data dir comes back as the same node.
     const common = (name: string, ports: AgentPorts, host: string) =>
       `${portsHcl(ports)}${FAST_TIMINGS}data_dir = "${join(dir, name)}"
+node_id = "${randomUUID()}"
 datacenter = "dc1"
 log_level = "info"
 disable_update_check = true
@@ -334,6 +372,7 @@ advertise_addr = "${host}"
       const agent = await launchAgent({
         name,
         dir,
+        dataDir: join(dir, name),
         args: [],
         hcl: (host, ports) => `${common(name, ports, host)}server = true\nbootstrap_expect = ${serverCount}\n`,
       });
@@ -343,7 +382,7 @@ advertise_addr = "${host}"
     for (let i = 0; i < clientCount; i++) {
       const name = `client-${i + 1}`;
       clients.push(
-        await launchAgent({ name, dir, args: [], hcl: (host, ports) => `${common(name, ports, host)}server = false\n` }),
+        await launchAgent({ name, dir, dataDir: join(dir, name), args: [], hcl: (host, ports) => `${common(name, ports, host)}server = false\n` }),
       );
     }
     const cluster: ConsulCluster = {

@@ -25,8 +25,9 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  *
  * - PUT /v1/agent/service/register, PUT /v1/agent/service/deregister/:id
  * - PUT /v1/agent/check/pass|warn|fail/:id?note=, PUT /v1/agent/check/update/:id {Status, Output}
- * - GET /v1/agent/services, GET /v1/agent/checks, GET /v1/status/leader
  * - GET /v1/catalog/services (not blocking; the `consul` service itself listed, as on a server)
+ * - GET /v1/agent/services, GET /v1/agent/checks, GET /v1/status/leader, GET /v1/agent/self
+ *   (Config.NodeName), GET /v1/acl/token/self (401 without ACLs, as a real agent answers)
  * - GET /v1/health/service/:name?passing&tag=&index=&wait=  (blocking query)
  *
  * Deliberate differences from a real agent (test speed and size):
@@ -93,6 +94,8 @@ interface ServiceRecord {
   address: string;
   port: number;
   meta: Record<string, string>;
+  /** A real agent (1.8.7) answers `Meta: null` for a service registered without meta. */
+  metaGiven: boolean;
   weights: { Passing: number; Warning: number };
   enableTagOverride: boolean;
   createIndex: number;
@@ -456,6 +459,21 @@ class ConsulAgentDouble implements ConsulDouble {
           });
         case 'health':
           return await this.health(req, res, url, route.arg, identity);
+        case 'self':
+          // Reading it needs agent:read, which the anonymous token lacks under default deny.
+          if (identity === 'anonymous') return this.sendText(res, 403, 'Permission denied');
+          return this.sendJson(res, 200, {
+            Config: { Datacenter: DATACENTER, NodeName: this.nodeName, NodeID: this.nodeId, Server: true, Version: '1.8.7' },
+            Member: { Name: this.nodeName, Addr: this.nodeAddress, Status: 1 },
+          });
+        case 'token-self':
+          if (this.token === undefined) return this.sendText(res, 401, 'ACL support disabled');
+          if (identity === 'anonymous') return this.sendText(res, 403, 'ACL not found');
+          return this.sendJson(res, 200, {
+            AccessorID: '00000000-0000-0000-0000-00000000cafe',
+            SecretID: '<hidden>',
+            Policies: [{ ID: '00000000-0000-0000-0000-000000000001', Name: 'global-management' }],
+          });
       }
     } catch (err) {
       if (err instanceof BadRequest) return this.sendText(res, 400, err.message);
@@ -470,6 +488,8 @@ class ConsulAgentDouble implements ConsulDouble {
       '/v1/catalog/services': ['catalog-services', 'GET'],
       '/v1/agent/checks': ['checks', 'GET'],
       '/v1/status/leader': ['leader', 'GET'],
+      '/v1/agent/self': ['self', 'GET'],
+      '/v1/acl/token/self': ['token-self', 'GET'],
     };
     const hit = exact[path];
     if (hit) return { name: hit[0], method: hit[1], arg: '' };
@@ -563,7 +583,8 @@ class ConsulAgentDouble implements ConsulDouble {
     if (identity === 'anonymous') return this.denied(res, name);
 
     const existing = this.services.get(id);
-    const service: ServiceRecord = { id, name, tags, address, port, meta, weights, enableTagOverride, createIndex: 0, modifyIndex: 0 };
+    const metaGiven = field(body, 'Meta') !== undefined && field(body, 'Meta') !== null;
+    const service: ServiceRecord = { id, name, tags, address, port, meta, metaGiven, weights, enableTagOverride, createIndex: 0, modifyIndex: 0 };
     const serviceKey = (s: ServiceRecord) => JSON.stringify([s.name, s.tags, s.address, s.port, s.meta, s.weights, s.enableTagOverride]);
     let changed = !existing || serviceKey(existing) !== serviceKey(service);
 
@@ -859,7 +880,7 @@ class ConsulAgentDouble implements ConsulDouble {
             Service: s.name,
             Tags: [...s.tags],
             Address: s.address,
-            Meta: { ...s.meta },
+            Meta: s.metaGiven ? { ...s.meta } : null,
             Port: s.port,
             Weights: { ...s.weights },
             EnableTagOverride: s.enableTagOverride,

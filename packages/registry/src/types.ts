@@ -1,6 +1,6 @@
 /** One running instance of a service, as the registry knows it. */
 export interface ServiceInstance {
-  /** Unique across the registry. Letters, digits and `_ . : -`, 1..128 chars. */
+  /** Unique across the registry. Letters, digits and `_ . : @ -`, 1..128 chars, not starting with `. : @ -`. */
   readonly id: string;
   /** Service name: letters, digits, `_` and `-`, 1..63 chars, starting with a letter or digit. */
   readonly service: string;

@@ -10,10 +10,15 @@ import type {
 } from './types.js';
 
 // DNS-label-like: Consul warns on names that are not DNS compatible, and the local registry
-// uses them in file contents; keeping one rule for every adapter keeps services portable.
+// uses them in file contents; keeping one rule for every adapter keeps services portable. No dots,
+// although Consul catalogs hold names like "web.v1": the client's dispatcher tells a service
+// (http://<service>/path) from a real host name by them.
 const SERVICE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/;
-// Ids become file names in the local registry: no slash, no leading dot, bounded length.
-const INSTANCE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/;
+// Ids become file names in the local registry: no slash, no leading dot, bounded length. A
+// leading underscore (Nomad's "_nomad-task-...") and "@" (a Consul id qualified by its node when
+// several nodes use it) are allowed.
+const INSTANCE_ID = /^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$/;
+export const MAX_INSTANCE_ID_LENGTH = 128;
 const HOST_LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const META_KEY = /^[A-Za-z0-9_-]{1,128}$/;
 // Control characters would let a tag or meta value forge headers or log lines downstream.
@@ -127,7 +132,7 @@ export function validateServiceName(name: unknown, field = 'service'): string {
 
 export function validateInstanceId(id: unknown, field = 'id'): string {
   if (!isValidInstanceId(id)) {
-    throw new InvalidOptionsError(field, `invalid instance id ${describe(id)}: use 1..128 letters, digits, _ . : or -`);
+    throw new InvalidOptionsError(field, `invalid instance id ${describe(id)}: use 1..128 letters, digits, _ . : @ or -, not starting with . : @ or -`);
   }
   return id;
 }

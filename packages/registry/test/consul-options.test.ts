@@ -53,7 +53,8 @@ afterEach(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function open(options: ConsulRegistryOptions): ConsulRegistry {
-  const registry = new ConsulRegistry({ logger: { warn() {} }, ...options });
+  // The stub has no catalog: register() resolves once the agent accepted it.
+  const registry = new ConsulRegistry({ logger: { warn() {} }, confirmRegistration: false, ...options });
   registries.push(registry);
   return registry;
 }

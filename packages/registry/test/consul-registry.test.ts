@@ -3,13 +3,14 @@ import {
   AbortedError,
   ClosedError,
   ConsulRegistry,
+  InvalidOptionsError,
   NotRegisteredError,
   RegistryAuthError,
   RegistryUnavailableError,
   type ConsulRegistryOptions,
   type RegistryLogger,
 } from '../src/index.js';
-import { healthEntry, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
+import { healthEntry, rejection, startConsulStub, waitUntil, type ConsulStub, type StubHandler } from './consul-stub.js';
 
 const TOKEN = 'b3f1c2d4-secret-token-7a9e';
 
@@ -31,21 +32,14 @@ async function setup(handler?: StubHandler, options: ConsulRegistryOptions = {})
   stubs.push(stub);
   const logs: LogLine[] = [];
   const logger: RegistryLogger = { warn: (message, details) => logs.push({ message, ...(details ? { details } : {}) }) };
-  const registry = new ConsulRegistry({ address: stub.url, token: TOKEN, logger, env: {}, ...options });
+  // The stub has no catalog: register() resolves once the agent accepted it.
+  const registry = new ConsulRegistry({ address: stub.url, token: TOKEN, logger, env: {}, confirmRegistration: false, ...options });
   registries.push(registry);
   return { stub, registry, logs };
 }
 
 const instance = { id: 'web-1', service: 'web', address: '127.0.0.1', port: 8080, tags: ['v1'], meta: { zone: 'a' } };
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('ConsulRegistry.register', () => {
   it('PUTs the documented registration body with separate HTTP and TTL checks, explicit ids and Go durations', async () => {
@@ -106,10 +100,12 @@ describe('ConsulRegistry.register', () => {
     expect(stub.requests).toHaveLength(0);
   });
 
-  it('maps a 400 to RegistryUnavailableError carrying the status and the agent explanation', async () => {
+  it('maps a 400 to a permanent InvalidOptionsError carrying the status and the agent explanation, not a retryable one', async () => {
     const { registry } = await setup(() => ({ status: 400, text: 'Invalid check: TTL must be > 0 for TTL checks' }));
     const err = await rejection(registry.register(instance, { ttlMs: 1_000 }));
-    expect(err).toBeInstanceOf(RegistryUnavailableError);
+    expect(err).toBeInstanceOf(InvalidOptionsError);
+    expect(err).not.toBeInstanceOf(RegistryUnavailableError);
+    expect(err).toMatchObject({ code: 'PEERLB_INVALID_OPTIONS', field: 'instance' });
     expect(err.message).toContain('400');
     expect(err.message).toContain('TTL must be > 0');
   });

@@ -20,7 +20,7 @@ export interface ChurnResult {
  * steady load from a separate client process, for `MODE.churnMs`. The schedule comes from a seeded
  * PRNG (seed printed, replayable with PEERLB_CHURN_SEED); at least MIN_ALIVE instances always run.
  */
-export async function runChurn(backendName: 'local' | 'consul'): Promise<void> {
+export async function runChurn(backendName: Backend['name']): Promise<void> {
   const seed = Number(process.env.PEERLB_CHURN_SEED ?? (SOAK ? Date.now() % 1_000_000 : 20_240_607));
   const random = seeded(seed);
   let backend: Backend | undefined;
@@ -32,8 +32,8 @@ export async function runChurn(backendName: 'local' | 'consul'): Promise<void> {
     const launch = async () => {
       const instance = new Instance({
         service,
-        registry: backend!.ref,
-        ledger: join(backend!.scratch, `ledger-${++ledgers}.txt`),
+        registry: backend!.instanceRef(++ledgers),
+        ledger: join(backend!.scratch, `ledger-${ledgers}.txt`),
         check: { ttlMs: 1_000, deregisterCriticalAfterMs: 5_000 },
         drainMs: 300,
       });

@@ -6,7 +6,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import Consul from 'consul';
-import { AbortedError, RegistryAuthError, RegistryUnavailableError } from '../errors.js';
+import { AbortedError, InvalidOptionsError, RegistryAuthError, RegistryUnavailableError } from '../errors.js';
 import type { ConsulServiceRegistration } from './consul-mapping.js';
 import { isIpv6Host, type ConsulEndpoint, type ConsulTlsConfig } from './consul-options.js';
 
@@ -49,7 +49,15 @@ interface RawResponse {
 }
 
 interface RawConsulClient {
+  /** papi's extension point: `onCreate` runs before each request is built (see ConsulApi). */
+  _ext(event: 'onCreate', run: (request: { opts: RawRequestOptions }, next: () => void) => void): void;
+  /** papi's raw GET, for the one endpoint the package lacks (`/v1/acl/token/self`). */
+  _get(
+    options: RawCallOptions & { name: string; path: string; headers: Record<string, string> },
+    next: (request: { err?: unknown; res?: RawResponse }, done: (stop: false, err?: unknown, value?: unknown) => void) => void,
+  ): Promise<unknown>;
   agent: {
+    self(options: RawCallOptions): Promise<unknown>;
     service: {
       register(options: RawCallOptions & {
         id: string;
@@ -74,12 +82,17 @@ interface RawConsulClient {
     /** With `ctx.includeResponse` this resolves `[response, body]`. */
     service(options: RawCallOptions & {
       service: string;
-      passing: boolean;
+      passing?: boolean;
       dc?: string;
       index?: string;
       wait?: string;
     }): Promise<unknown>;
   };
+}
+
+interface RawRequestOptions {
+  name?: string;
+  query?: Record<string, string>;
 }
 
 /** The fields of a papi/consul error this module reads. */
@@ -125,7 +138,13 @@ export interface ConsulApiConfig {
   endpoint: ConsulEndpoint;
   token: string | undefined;
   tls: ConsulTlsConfig;
+  /** A response body larger than this fails its call (the answer is never buffered whole). */
+  maxResponseBytes: number;
 }
+
+/** The code a too-large answer fails with on its way to #translate. */
+const TOO_LARGE = 'PEERLB_CONSUL_ANSWER_TOO_LARGE';
+const GLOBAL_MANAGEMENT_POLICY = '00000000-0000-0000-0000-000000000001';
 
 export class ConsulApi {
   readonly #client: RawConsulClient;
@@ -134,6 +153,7 @@ export class ConsulApi {
   // Kept only to scrub it from any text an error might carry; in a #field so inspecting the
   // object cannot print it.
   readonly #token: string | undefined;
+  readonly #maxResponseBytes: number;
 
   constructor(config: ConsulApiConfig) {
     const { endpoint } = config;
@@ -148,7 +168,8 @@ export class ConsulApi {
       ? new HttpsAgent({ keepAlive: true, ...ipv6, ...tlsAgentOptions(endpoint, config.tls) })
       : new HttpAgent({ keepAlive: true, ...ipv6 });
     reportIdleCloses(this.#agent, () => this.#idleCloses++);
-    failCutShortResponses(this.#agent);
+    failCutShortResponses(this.#agent, config.maxResponseBytes);
+    this.#maxResponseBytes = config.maxResponseBytes;
     const options = {
       host: endpoint.host,
       port: endpoint.port,
@@ -157,6 +178,15 @@ export class ConsulApi {
       ...(config.token === undefined ? {} : { defaults: { token: config.token } }),
     };
     this.#client = new Consul(options) as unknown as RawConsulClient;
+    // Re-registering must drop checks the new registration no longer has (Consul keeps them
+    // otherwise); the package has no option for the query parameter, so add it as papi builds
+    // the request.
+    this.#client._ext('onCreate', (request, next) => {
+      if (request.opts.name === 'agent.service.register') {
+        request.opts.query = { ...request.opts.query, 'replace-existing-checks': 'true' };
+      }
+      next();
+    });
   }
 
   registerService(reg: ConsulServiceRegistration, control: CallControl): Promise<void> {
@@ -168,7 +198,8 @@ export class ConsulApi {
         ? {}
         : { deregistercriticalserviceafter: c.deregisterCriticalServiceAfter }),
     }));
-    return this.#call(`PUT /v1/agent/service/register (${reg.id})`, control, { retryReset: true }, async (ctx) => {
+    const what = `PUT /v1/agent/service/register (${reg.id})`;
+    return this.#call(what, control, { retryReset: true, refusedInput: 'instance' }, async (ctx) => {
       await this.#client.agent.service.register({
         ctx,
         id: reg.id,
@@ -223,9 +254,48 @@ export class ConsulApi {
     });
   }
 
-  /** `GET /v1/health/service/:name?passing`, blocking when `index` is given. */
+  /**
+   * The name of the agent's node (`GET /v1/agent/self`), or undefined when the token may not read
+   * it (that needs `agent:read`).
+   */
+  nodeName(control: CallControl): Promise<string | undefined> {
+    return this.#call('GET /v1/agent/self', control, { retryReset: true }, async (ctx) => {
+      const body = (await this.#client.agent.self({ ctx })) as { Config?: { NodeName?: unknown } } | null;
+      const name = body?.Config?.NodeName;
+      return typeof name === 'string' && name !== '' ? name : undefined;
+    }).catch((err: unknown) => {
+      if (err instanceof RegistryAuthError) return undefined;
+      throw err;
+    });
+  }
+
+  /**
+   * What the token is (`GET /v1/acl/token/self`, which any valid token may read): whether ACLs are
+   * off (401 "ACL support disabled") and whether it holds the global-management policy. The
+   * anonymous token under ACLs gets 403 (neither).
+   */
+  tokenSelf(control: CallControl): Promise<{ aclsOff: boolean; management: boolean }> {
+    const headers: Record<string, string> = this.#token === undefined ? {} : { 'x-consul-token': this.#token };
+    return this.#call('GET /v1/acl/token/self', control, { retryReset: true }, async (ctx) => {
+      const body = await this.#client._get({ ctx, name: 'acl.token.self', path: '/acl/token/self', headers }, (request, done) => {
+        if (request.err) return done(false, request.err);
+        done(false, undefined, request.res?.body);
+      });
+      const policies = (body as { Policies?: Array<{ ID?: unknown }> } | null)?.Policies;
+      return { aclsOff: false, management: Array.isArray(policies) && policies.some((p) => p?.ID === GLOBAL_MANAGEMENT_POLICY) };
+    }).catch((err: unknown) => {
+      if (err instanceof ConsulStatusError && err.status === 401) return { aclsOff: true, management: false };
+      if (err instanceof RegistryAuthError) return { aclsOff: false, management: false };
+      throw err;
+    });
+  }
+
+  /**
+   * `GET /v1/health/service/:name`, only passing entries unless `all`; blocking when `index` is
+   * given.
+   */
   healthService(
-    query: { service: string; datacenter?: string; index?: string; wait?: string },
+    query: { service: string; datacenter?: string; index?: string; wait?: string; all?: boolean },
     control: CallControl,
   ): Promise<HealthServiceReply> {
     const options = { includeResponse: true, retryReset: query.index === undefined };
@@ -233,7 +303,7 @@ export class ConsulApi {
       const result = await this.#client.health.service({
         ctx,
         service: query.service,
-        passing: true,
+        passing: query.all !== true,
         ...(query.datacenter === undefined ? {} : { dc: query.datacenter }),
         ...(query.index === undefined ? {} : { index: query.index }),
         ...(query.wait === undefined ? {} : { wait: query.wait }),
@@ -275,7 +345,7 @@ export class ConsulApi {
   async #call<T>(
     what: string,
     control: CallControl,
-    options: { includeResponse?: boolean; retryReset: boolean },
+    options: { includeResponse?: boolean; retryReset: boolean; refusedInput?: string },
     run: (ctx: PapiContext) => Promise<T>,
   ): Promise<T> {
     const signals = control.signals.filter((s): s is AbortSignal => s !== undefined);
@@ -311,7 +381,7 @@ export class ConsulApi {
           if (abortedBy) throw new AbortedError(abortedBy.reason);
           if (timedOut) throw new RegistryUnavailableError(`consul ${what}: no answer within ${control.timeoutMs} ms`);
           if (attempt === 0 && options.retryReset && isConnectionReset(err)) continue;
-          throw this.#translate(what, err);
+          throw this.#translate(what, err, options.refusedInput);
         }
       }
     } finally {
@@ -320,12 +390,17 @@ export class ConsulApi {
     }
   }
 
-  #translate(what: string, err: unknown): Error {
+  #translate(what: string, err: unknown, refusedInput?: string): Error {
     if (err instanceof RegistryUnavailableError || err instanceof RegistryAuthError) return err;
     const raw: RawError = err !== null && typeof err === 'object' ? (err as RawError) : { message: String(err) };
     const status = raw.isResponse ? raw.response?.statusCode : undefined;
     if (status !== undefined) {
-      const detail = this.#scrub(bodyText(raw.response?.body));
+      const detail = bodyText(raw.response?.body, (text) => this.#scrub(text));
+      // The agent refused what we sent (meta, weights, names it does not allow): retrying cannot
+      // help, so it is the caller's options error, with Consul's reason.
+      if (status === 400 && refusedInput !== undefined) {
+        return new InvalidOptionsError(refusedInput, `the Consul agent refused it (HTTP 400)${detail ? `: ${detail}` : ''}`);
+      }
       if (status === 403) {
         return new RegistryAuthError(
           `consul ${what}: HTTP 403, the ACL token was refused or lacks permission${detail ? `: ${detail}` : ''}`,
@@ -333,15 +408,31 @@ export class ConsulApi {
       }
       return new ConsulStatusError(what, status, detail);
     }
-    const message = this.#scrub(raw.message ?? 'request failed');
+    if (raw.code === TOO_LARGE) {
+      return new RegistryUnavailableError(
+        `consul ${what}: the answer is larger than maxResponseBytes (${this.#maxResponseBytes} bytes), not read`,
+      );
+    }
+    // A body that is not JSON: the parser's message quotes a piece of the body, which may hold
+    // anything (the token too, cut where no scrubbing can find it), so it is never passed on.
+    const message =
+      raw.isResponse === undefined && /decode \([^)]*\) failed/.test(raw.message ?? '')
+        ? 'the answer is not valid JSON'
+        : this.#scrub(raw.message ?? 'request failed');
     // A fresh cause carrying only the message and code: nothing that could reach the token.
     const cause = Object.assign(new Error(message), raw.code === undefined ? {} : { code: raw.code });
     return new RegistryUnavailableError(`consul ${what}: ${message}`, { cause });
   }
 
+  /** Removes the token, as sent and in the forms an echo may carry it (JSON-escaped, URL-encoded). */
   #scrub(text: string): string {
     const token = this.#token;
-    return token ? text.split(token).join('[redacted]') : text;
+    if (!token) return text;
+    let out = text;
+    for (const form of new Set([token, JSON.stringify(token).slice(1, -1), encodeURIComponent(token)])) {
+      out = out.split(form).join('[redacted]');
+    }
+    return out;
   }
 }
 
@@ -350,7 +441,11 @@ function isConnectionReset(err: unknown): boolean {
   return raw !== null && typeof raw === 'object' && !raw.isResponse && (raw.code === 'ECONNRESET' || raw.code === 'EPIPE');
 }
 
-function bodyText(body: unknown): string {
+/**
+ * An error body as one line of at most 300 characters. `scrub` runs on the whole text first: cut
+ * first, and a token straddling the cut would leave its head behind, where no scrubbing finds it.
+ */
+function bodyText(body: unknown, scrub: (text: string) => string): string {
   let text: string;
   if (body === undefined || body === null) return '';
   if (typeof body === 'string') text = body;
@@ -362,7 +457,7 @@ function bodyText(body: unknown): string {
       text = '';
     }
   }
-  text = text.trim().replace(/[\u0000-\u001f\u007f]+/g, ' ');
+  text = scrub(text).trim().replace(/[\u0000-\u001f\u007f]+/g, ' ');
   return text.length > 300 ? `${text.slice(0, 300)}…` : text;
 }
 
@@ -397,20 +492,36 @@ function reportIdleCloses(agent: HttpAgent, onIdleClose: () => void): void {
 }
 
 /**
+ * Caps every answer at `maxResponseBytes`: papi buffers a body whole, so an answer of 100 MB would
+ * cost several times that in memory; over the cap, the call fails at once and nothing more is read.
+ *
  * papi never listens for a response that ends early (the agent, or something posing as it, closes
  * the connection mid-body): the call would hang until its time limit, a blocking query for its
  * whole wait. Every request made through `agent` fails instead, as a connection reset, the moment
  * its response closes incomplete. Hooks the agent's `addRequest`, which `http.request` calls for
  * every request that uses the agent.
  */
-function failCutShortResponses(agent: HttpAgent): void {
+function failCutShortResponses(agent: HttpAgent, maxResponseBytes: number): void {
   type AddRequest = (request: ClientRequest, options: unknown) => void;
   const target = agent as unknown as { addRequest: AddRequest };
   const addRequest = target.addRequest.bind(agent);
   target.addRequest = (request, options) => {
     request.once('response', (response: IncomingMessage) => {
+      let size = 0;
+      let tooLarge = false;
+      const fail = () => {
+        tooLarge = true;
+        request.emit('error', Object.assign(new Error('answer too large'), { code: TOO_LARGE }));
+        response.destroy();
+      };
+      // A declared length over the limit fails before a byte is read; otherwise count as it comes.
+      if (Number(response.headers['content-length']) > maxResponseBytes) return fail();
+      response.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > maxResponseBytes && !tooLarge) fail();
+      });
       response.once('close', () => {
-        if (response.complete) return;
+        if (response.complete || tooLarge) return;
         request.emit('error', Object.assign(new Error('response ended before its body was complete'), { code: 'ECONNRESET' }));
       });
     });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { httpCheckUrl } from '../checks/http-check.js';
 import type { ServiceInstance } from '../types.js';
 import type { NormalisedCheck } from '../validate.js';
@@ -76,8 +77,8 @@ export function serviceRegistration(instance: ServiceInstance, check: Normalised
 }
 
 /**
- * One `/v1/health/service` entry as an unvalidated instance, for `acceptInstances` to judge.
- * Never throws: a malformed entry maps to something validation rejects and reports.
+ * One `/v1/health/service` entry as an unvalidated instance, for validation to judge. Never
+ * throws: a malformed entry maps to something validation rejects and reports.
  */
 export function instanceFromHealthEntry(entry: unknown): unknown {
   if (!isRecord(entry)) return entry;
@@ -90,10 +91,39 @@ export function instanceFromHealthEntry(entry: unknown): unknown {
     service: service.Service,
     address,
     port: service.Port,
-    // Older agents send null for empty tags/meta; validation treats absent as empty.
-    tags: service.Tags ?? undefined,
+    // Agents send null for empty meta (1.8: always when none was given); other tools write empty
+    // tags, which say nothing and would fail the whole entry.
+    tags: Array.isArray(service.Tags) ? service.Tags.filter((t) => t !== '') : (service.Tags ?? undefined),
     meta: service.Meta ?? undefined,
   };
+}
+
+/**
+ * Whether `entry` has the shape of a health entry at all (an object with a `Service` object).
+ * A well-formed entry we cannot use (port 0, a URL as address) is another tool's data; anything
+ * else means the answer itself is garbled.
+ */
+export function isHealthEntry(entry: unknown): boolean {
+  return isRecord(entry) && isRecord(entry.Service);
+}
+
+/** The node an entry lives on (`Node.Node`), if it says. */
+export function nodeOfEntry(entry: unknown): string | undefined {
+  if (!isRecord(entry) || !isRecord(entry.Node)) return undefined;
+  return typeof entry.Node.Node === 'string' && entry.Node.Node !== '' ? entry.Node.Node : undefined;
+}
+
+/**
+ * The id an instance gets when its `Service.ID` is on several nodes at once: Consul ids are unique
+ * per agent only (and default to the service name), but a caller keys peers by id. `id@node`,
+ * with the node made id-safe, shortened to a digest when the whole would be too long.
+ */
+export function nodeQualifiedId(id: string, node: string | undefined, maxLength: number): string {
+  const safe = (node ?? 'unknown-node').replace(/[^A-Za-z0-9_.:-]/g, '-');
+  const full = `${id}@${safe}`;
+  if (full.length <= maxLength) return full;
+  const short = `${id}@${createHash('sha1').update(node ?? '').digest('hex').slice(0, 12)}`;
+  return short.length <= maxLength ? short : `${id.slice(0, maxLength - 13)}@${short.slice(short.length - 12)}`;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

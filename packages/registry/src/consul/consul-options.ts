@@ -59,6 +59,24 @@ export interface ConsulRegistryOptions {
   backoff?: BackoffOptions;
   /** Time limit of every call that is not a blocking query (default 10 s). */
   requestTimeoutMs?: number;
+  /**
+   * The largest answer body read from the agent, in bytes (default 32 MiB, about 15,000 healthy
+   * instances of one service). A larger answer fails that read; a watch keeps its last good list.
+   */
+  maxResponseBytes?: number;
+  /**
+   * The smallest `deregisterCriticalAfterMs` sent to the agent; smaller values are raised to it,
+   * with a warning. Default 60 s: a real agent raises anything below 1 minute to 1 minute and
+   * reaps every 30 s, so an instance critical for 1 minute is removed 60 to 90 s after it failed.
+   * Only a test double honours less.
+   */
+  minDeregisterCriticalAfterMs?: number;
+  /**
+   * Whether `register()` waits until the catalog shows the instance (default true): an agent
+   * accepts a registration even when it reaches no Consul server, and nobody can discover the
+   * instance until the agent syncs it. Off, `register()` resolves once the agent accepted it.
+   */
+  confirmRegistration?: boolean;
   /** Where dropped entries and watch trouble are reported (default: console). */
   logger?: RegistryLogger;
   /** Environment to read `CONSUL_*` from (default `process.env`). */
@@ -95,11 +113,17 @@ export interface ResolvedConsulOptions {
   minWatchIntervalMs: number;
   backoff: { minMs: number; maxMs: number };
   requestTimeoutMs: number;
+  maxResponseBytes: number;
+  minDeregisterCriticalAfterMs: number;
+  confirmRegistration: boolean;
   logger: RegistryLogger;
 }
 
 const DEFAULT_ADDRESS = 'http://127.0.0.1:8500';
 const MAX_WAIT_MS = 600_000;
+const DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024;
+/** What a real agent enforces: DeregisterCriticalServiceAfter below 1 minute is raised to 1 minute. */
+export const CONSUL_MIN_DEREGISTER_CRITICAL_AFTER_MS = 60_000;
 // Visible ASCII only: a token ends up in an HTTP header, and anything else would be rejected there
 // with an error that might echo it.
 const TOKEN_CHARS = /^[\x21-\x7e]+$/;
@@ -150,12 +174,46 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
   const requestTimeoutMs =
     options.requestTimeoutMs === undefined ? 10_000 : validateDurationMs(options.requestTimeoutMs, 'requestTimeoutMs');
 
+  let maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
+  if (options.maxResponseBytes !== undefined) {
+    const v = options.maxResponseBytes;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1024) {
+      throw new InvalidOptionsError('maxResponseBytes', `must be a whole number of bytes >= 1024, got ${String(v)}`);
+    }
+    maxResponseBytes = v;
+  }
+
+  let minDeregisterCriticalAfterMs = CONSUL_MIN_DEREGISTER_CRITICAL_AFTER_MS;
+  if (options.minDeregisterCriticalAfterMs !== undefined) {
+    const v = options.minDeregisterCriticalAfterMs;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 2 ** 31 - 1) {
+      throw new InvalidOptionsError('minDeregisterCriticalAfterMs', 'must be a number of milliseconds >= 0');
+    }
+    minDeregisterCriticalAfterMs = v;
+  }
+
+  const confirmRegistration = options.confirmRegistration ?? true;
+  if (typeof confirmRegistration !== 'boolean') throw new InvalidOptionsError('confirmRegistration', 'must be true or false');
+
   const logger = options.logger ?? consoleLogger;
   if (logger === null || typeof logger !== 'object' || typeof logger.warn !== 'function') {
     throw new InvalidOptionsError('logger', 'must have a warn(message, details) method');
   }
 
-  return { endpoint, token, tls, datacenter, waitMs, minWatchIntervalMs, backoff, requestTimeoutMs, logger };
+  return {
+    endpoint,
+    token,
+    tls,
+    datacenter,
+    waitMs,
+    minWatchIntervalMs,
+    backoff,
+    requestTimeoutMs,
+    maxResponseBytes,
+    minDeregisterCriticalAfterMs,
+    confirmRegistration,
+    logger,
+  };
 }
 
 function resolveEndpoint(option: string | undefined, env: NodeJS.ProcessEnv): ConsulEndpoint {

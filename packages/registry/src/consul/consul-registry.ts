@@ -24,10 +24,15 @@ import {
   validateServiceName,
 } from '../validate.js';
 import { WatchEmitter } from '../watch-emitter.js';
+import { sleep } from '../backoff.js';
+import type { NormalisedCheck } from '../validate.js';
 import { runBlockingWatch } from './blocking-watch.js';
 import { ConsulApi, ConsulStatusError, type CallControl, type TtlUpdate } from './consul-api.js';
-import { goDuration, instanceFromHealthEntry, serviceRegistration, ttlCheckId } from './consul-mapping.js';
+import { goDuration, nodeOfEntry, serviceRegistration, ttlCheckId } from './consul-mapping.js';
 import { resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
+import { instancesFromHealthAnswer } from './health-answer.js';
+import { OncePerEntry } from './once-per-entry.js';
+import { isLoopback, validateConsulMeta } from './registration-limits.js';
 
 const TTL_UPDATES: Record<CheckStatus, TtlUpdate> = { passing: 'pass', warning: 'warn', critical: 'fail' };
 // How Consul answers a TTL update for a check it does not have: 404 "Unknown check ID" on current
@@ -56,12 +61,20 @@ export class ConsulRegistry implements Registry {
   /** Instance id -> whether this object registered it with a TTL check. */
   private readonly ttlOf = new Map<string, boolean>();
   private closed = false;
+  private readonly dropped: OncePerEntry;
+  /** Things said once per registry object (a key per warning), so a loop cannot flood the log. */
+  private readonly warned = new Set<string>();
+  readonly #hasToken: boolean;
+  /** The agent's node name, once known (undefined: not asked yet; null: cannot be read). */
+  #node: string | null | undefined;
 
   constructor(options: ConsulRegistryOptions = {}) {
     // The token and the TLS settings (which hold the client key) go to the API object only.
     const { token, tls, ...config } = resolveConsulOptions(options);
     this.config = config;
-    this.#api = new ConsulApi({ endpoint: config.endpoint, token, tls });
+    this.#hasToken = token !== undefined;
+    this.dropped = new OncePerEntry(config.logger);
+    this.#api = new ConsulApi({ endpoint: config.endpoint, token, tls, maxResponseBytes: config.maxResponseBytes });
     if (!tls.verify && config.endpoint.secure) {
       config.logger.warn(
         `consul: TLS certificate verification is off (tlsVerify: false or CONSUL_HTTP_SSL_VERIFY=false): anything that answers at ${config.endpoint.origin} is trusted as the agent`,
@@ -75,12 +88,22 @@ export class ConsulRegistry implements Registry {
     return this.config.endpoint.origin;
   }
 
+  /**
+   * Registers with the local agent, then waits until the catalog shows the instance: an agent
+   * accepts a registration (200) even when it reaches no Consul server, and syncs it later. Until
+   * the catalog has it nobody can discover it, so that is not "registered": after
+   * `requestTimeoutMs` this rejects with a `RegistryUnavailableError` saying so (the agent keeps
+   * the registration and syncs it when it can; registering again is harmless).
+   */
   async register(input: ServiceInstanceInput, check: HealthCheckSpec, options: CallOptions = {}): Promise<void> {
     this.assertOpen();
     const instance = validateInstanceInput(input);
-    const normalised = validateCheckSpec(check);
+    validateConsulMeta(instance.meta);
+    const normalised = this.clampReap(validateCheckSpec(check));
+    this.warnUnreachableCheck(instance, normalised);
     await this.call(options.signal, (c) => this.#api.registerService(serviceRegistration(instance, normalised), c));
     this.ttlOf.set(instance.id, normalised.ttlMs !== undefined);
+    if (this.config.confirmRegistration) await this.confirmInCatalog(instance, options.signal);
   }
 
   async deregister(id: string, options: CallOptions = {}): Promise<void> {
@@ -155,7 +178,10 @@ export class ConsulRegistry implements Registry {
           { service, ...this.dc(), ...(index === undefined ? {} : { index: index.toString(), wait: goDuration(waitMs) }) },
           { signals: [signal], timeoutMs: index === undefined ? requestTimeoutMs : blockingTimeoutMs },
         ),
-      toInstances: (body) => this.toInstances(service, body, filter),
+      toInstances: (body) => {
+        if (Array.isArray(body) && body.length === 0 && this.#hasToken) void this.explainEmpty(service).catch(() => {});
+        return this.toInstances(service, body, filter);
+      },
       emitter,
       minIntervalMs: this.config.minWatchIntervalMs,
       backoff: this.config.backoff,
@@ -178,37 +204,108 @@ export class ConsulRegistry implements Registry {
     this.#api.close();
   }
 
+  /** Polls the catalog (health view, any status) until it holds `instance` on this agent's node. */
+  private async confirmInCatalog(instance: ServiceInstance, signal: AbortSignal | undefined): Promise<void> {
+    const deadline = performance.now() + this.config.requestTimeoutMs;
+    let lastProblem = 'not in the catalog yet';
+    for (let pauseMs = 25; ; pauseMs = Math.min(pauseMs * 2, 500)) {
+      try {
+        const node = await this.agentNode(signal);
+        const reply = await this.call(signal, (c) => this.#api.healthService({ service: instance.service, ...this.dc(), all: true }, c));
+        const found =
+          Array.isArray(reply.body) &&
+          reply.body.some((entry) => {
+            const id = (entry as { Service?: { ID?: unknown } } | null)?.Service?.ID;
+            return id === instance.id && (node === null || nodeOfEntry(entry) === node);
+          });
+        if (found) return;
+        lastProblem = 'not in the catalog yet';
+      } catch (err) {
+        // Reads fail while the cluster has no leader ("No cluster leader", "No known Consul
+        // servers"): the same situation, keep waiting. Anything else is the caller's to see.
+        if (!(err instanceof RegistryUnavailableError)) throw err;
+        lastProblem = err.message;
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) {
+        throw new RegistryUnavailableError(
+          `consul: the agent at ${this.address} accepted instance "${instance.id}" but the catalog does not show it after ${this.config.requestTimeoutMs} ms (${lastProblem}); it is not discoverable yet, and the agent will sync it once it reaches a Consul server${this.#hasToken ? ' (if the cluster is healthy: this token needs service:read and node:read to see it)' : ''}`,
+        );
+      }
+      await this.call(signal, () => sleep(Math.min(pauseMs, left), signal));
+    }
+  }
+
+  /** This agent's node name (asked once), or null when the token may not read it: then ids alone are matched. */
+  private async agentNode(signal: AbortSignal | undefined): Promise<string | null> {
+    if (this.#node === undefined) {
+      const name = await this.call(signal, (c) => this.#api.nodeName(c)).catch((err: unknown) => {
+        // An agent (or double) without /v1/agent/self: match by id only.
+        if (err instanceof ConsulStatusError && err.status === 404) return undefined;
+        throw err;
+      });
+      this.#node = name ?? null;
+    }
+    return this.#node;
+  }
+
+  /** A real agent raises DeregisterCriticalServiceAfter below 1 minute to 1 minute: say so, and send what it will do. */
+  private clampReap(check: NormalisedCheck): NormalisedCheck {
+    const min = this.config.minDeregisterCriticalAfterMs;
+    const asked = check.deregisterCriticalAfterMs;
+    if (asked === undefined || asked >= min) return check;
+    this.warnOnce(
+      'reap-clamp',
+      `consul: deregisterCriticalAfterMs ${asked} is below Consul's minimum; raised to ${min} ms (a real agent reaps every 30 s, so removal comes ${min / 1000} to ${min / 1000 + 30} s after the instance turned critical)`,
+    );
+    return { ...check, deregisterCriticalAfterMs: min };
+  }
+
+  /**
+   * A real agent runs HTTP checks from its own host: an instance that advertises a loopback
+   * address to an agent on another host is polled on that host's loopback and never passes.
+   */
+  private warnUnreachableCheck(instance: ServiceInstance, check: NormalisedCheck): void {
+    if (!check.http || !('path' in check.http.target)) return;
+    if (!isLoopback(instance.address) || isLoopback(this.config.endpoint.host)) return;
+    this.warnOnce(
+      `loopback:${instance.id}`,
+      `consul: instance "${instance.id}" advertises the loopback address ${instance.address} but the agent at ${this.address} is not on this host: the agent runs the HTTP check from its own host, so it can never pass, and callers elsewhere cannot reach the instance. Advertise an address the agent can reach.`,
+    );
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.config.logger.warn(message, { source: 'consul' });
+  }
+
+  /**
+   * A token without `service:read` gets `200 []` from Consul (filtered, not refused), which looks
+   * like "no instances" forever. On a watch's first empty answer for a service, ask what the token
+   * is; unless it is a management token (or ACLs are off), say once that it may be filtering.
+   * (Consul 1.8 has no header telling filtered answers apart; without a token nothing is asked.)
+   */
+  private async explainEmpty(service: string): Promise<void> {
+    const key = `empty:${service.toLowerCase()}`;
+    if (this.warned.has(key) || this.closed) return;
+    this.warned.add(key);
+    const self = await this.call(undefined, (c) => this.#api.tokenSelf(c)).catch(() => undefined);
+    if (self === undefined || self.aclsOff || self.management) return;
+    this.config.logger.warn(
+      `consul: no instance of "${service}" is visible to this ACL token. Consul answers an empty list, not an error, when a token lacks service:read on a service: if "${service}" has instances, check the token's policy.`,
+      { source: 'consul', service },
+    );
+  }
+
   private async requireService(id: string, signal: AbortSignal | undefined): Promise<void> {
     const known = await this.call(signal, (c) => this.#api.agentHasService(id, c));
     if (!known) throw new NotRegisteredError(id);
   }
 
   private toInstances(service: string, body: unknown, filter: InstanceFilter | undefined): ServiceInstance[] {
-    if (!Array.isArray(body)) {
-      throw new RegistryUnavailableError(`consul GET /v1/health/service/${service}: expected a JSON array`);
-    }
-    const raws: unknown[] = [];
-    for (const entry of body) {
-      const raw = instanceFromHealthEntry(entry);
-      const name = (raw as { service?: unknown } | null)?.service;
-      // Consul matches service names case-insensitively; anything else is not what we asked for.
-      if (typeof name === 'string' && name.toLowerCase() !== service.toLowerCase()) {
-        this.config.logger.warn(`dropped instance of service ${JSON.stringify(name)} from a consul read of "${service}"`, {
-          source: 'consul',
-        });
-        continue;
-      }
-      raws.push(raw);
-    }
-    const valid = acceptInstances(raws, 'consul', this.config.logger);
-    // Entries, none of them usable: a garbled answer, not news that the service is gone. As an
-    // error it leaves watchers serving what they had, rather than an empty list.
-    if (body.length > 0 && valid.length === 0) {
-      throw new RegistryUnavailableError(
-        `consul GET /v1/health/service/${service}: none of the ${body.length} entries is a valid instance`,
-      );
-    }
-    return filter === undefined ? valid : valid.filter((instance) => matchesFilter(instance, filter));
+    const instances = instancesFromHealthAnswer(service, body, this.dropped);
+    return filter === undefined ? instances : instances.filter((instance) => matchesFilter(instance, filter));
   }
 
   private dc(): { datacenter?: string } {

@@ -1,12 +1,11 @@
-import { hostname } from 'node:os';
 import type { InstanceFilter, RegistryLogger, ServiceInstance } from '../types.js';
 import { acceptInstances } from '../validate.js';
 import { openRegistryDirectory, type DirectoryState } from './directory.js';
 import type { FileProblems } from './file-problems.js';
 import type { RecordCache } from './record-cache.js';
 import { removeRecordFile } from './record-files.js';
-import { isHealthy, lapsedWhilePassing, recordFileName, shouldReap, type LocalRecord } from './record.js';
-import { ownerAlive, type WriteProbe } from './write-probe.js';
+import { isHealthy, recordFileName, shouldReap, type LocalRecord } from './record.js';
+import type { WriteProbe } from './write-probe.js';
 
 /** Every valid record in the directory at one instant, after reaping. */
 export interface Snapshot {
@@ -20,7 +19,8 @@ export interface Snapshot {
  * restart), so watchers survive a wipe. Any reader removes instances that have been critical for
  * longer than their `deregisterCriticalAfterMs`: the registrant may be dead, and there is no
  * server to do it. Throws `RegistryUnavailableError` ("registry degraded") when live instances'
- * leases lapsed because the directory cannot be written (write-probe.ts).
+ * leases lapsed because the directory cannot be written, and holds the leases that lapsed meanwhile
+ * until their owners can renew (write-probe.ts).
  */
 export async function readSnapshot(
   dir: string,
@@ -34,28 +34,28 @@ export async function readSnapshot(
   if (state === undefined) throw new Error('unreachable: directory not created');
   const outcomes = await cache.outcomes(dir, state, reuseListing);
   const at = now();
-  const host = hostname();
-  const lapsedAlive: LocalRecord[] = [];
-  for (const [, outcome] of outcomes) {
-    if (outcome.kind === 'record' && lapsedWhilePassing(outcome.record, at) && ownerAlive(outcome.record.owner, host)) {
-      lapsedAlive.push(outcome.record);
-    }
-  }
-  // Before any reaping: a registry that cannot be written must not read as dead instances.
-  await probe.assertWritable(lapsedAlive, at);
-  const records: LocalRecord[] = [];
+  const found: Array<{ name: string; ino: number }> = [];
+  const raw: LocalRecord[] = [];
   const bad = new Set<string>();
   for (const [name, outcome] of outcomes) {
     if (outcome.kind === 'skip') {
       bad.add(name);
       problems.report(name, outcome.stamp, outcome.reason);
     } else if (outcome.kind === 'record') {
-      if (shouldReap(outcome.record, at)) {
-        cache.forget(name);
-        await removeRecordFile(dir, recordFileName(outcome.record.instance.id), outcome.ino).catch(() => {});
-      } else {
-        records.push(outcome.record);
-      }
+      found.push({ name, ino: outcome.ino });
+      raw.push(outcome.record);
+    }
+  }
+  // Before any reaping: a registry that cannot be written, or was not long ago, must not read as
+  // dead instances.
+  const reviewed = await probe.review(raw, at);
+  const records: LocalRecord[] = [];
+  for (const [i, record] of reviewed.entries()) {
+    if (shouldReap(record, at)) {
+      cache.forget(found[i]!.name);
+      await removeRecordFile(dir, recordFileName(record.instance.id), found[i]!.ino).catch(() => {});
+    } else {
+      records.push(record);
     }
   }
   problems.retainOnly(bad);
