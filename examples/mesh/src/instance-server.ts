@@ -38,6 +38,8 @@ export class InstanceServer {
     private readonly identity: InstanceIdentity,
     private readonly routes: readonly Route[],
     private readonly client: Client,
+    /** Answers `GET /metrics` (Prometheus text format). */
+    private readonly metrics: (req: IncomingMessage, res: ServerResponse) => void,
   ) {}
 
   /** The health function given to `startService`: false after `POST /admin/health?ok=false`. */
@@ -45,6 +47,10 @@ export class InstanceServer {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://instance.invalid');
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      this.metrics(req, res);
+      return;
+    }
     if (url.pathname.startsWith('/admin/')) {
       this.respond(res, this.admin(req, url));
       return;

@@ -5,6 +5,7 @@ import { createClient, p2c, peakEwma } from '@peerlb/client';
 import { startService, type StartServiceOptions, type StartedService } from '@peerlb/registration';
 import { registryFromEnv } from '@peerlb/registry';
 import { InstanceServer } from './instance-server.js';
+import { startPrometheusMetrics } from './metrics.js';
 import { isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
 import { SERVICE_FACTORIES } from './services/index.js';
 
@@ -33,6 +34,8 @@ const config = parseConfig(process.argv[2]);
 // Both the registration and the client use the registry of the environment: Consul when
 // CONSUL_HTTP_ADDR is set, else the local registry directory (PEERLB_REGISTRY_DIR).
 const registry = registryFromEnv();
+// Registered before the client and the service exist: they find the meter provider when built.
+const prometheus = startPrometheusMetrics();
 const isGateway = config.service === 'gateway';
 const client = createClient({
   registry,
@@ -62,6 +65,7 @@ const server = new InstanceServer(
   },
   SERVICE_FACTORIES[config.service]({ client, userRatePerSec: config.userRatePerSec }),
   client,
+  prometheus.handle,
 );
 
 const common: StartServiceOptions = {
@@ -111,7 +115,10 @@ process.on('disconnect', () => {
 
 try {
   handle = await start();
-  handle.on('closed', () => void client.close());
+  handle.on('closed', () => {
+    void client.close();
+    void prometheus.close();
+  });
   send({
     type: 'ready',
     id: handle.id,

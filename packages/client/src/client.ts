@@ -7,7 +7,9 @@ import {
   validateServiceName,
   type Registry,
   type RegistryLogger,
+  type TelemetryOptions,
 } from '@peerlb/registry';
+import { instrumentation } from '@peerlb/registry/otel';
 import {
   p2c,
   peakEwma,
@@ -38,6 +40,8 @@ import { DeadlineQueue } from './call/deadlines.js';
 import { validateCaller, type RequestOptions } from './call/request-options.js';
 import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
+import { explainService, type Explanation, type ExplainOptions } from './explain.js';
+import { CLIENT_SCOPE, ClientTelemetry, clientVersion } from './telemetry/client-telemetry.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
 export interface RetryOptions {
@@ -106,6 +110,12 @@ export interface ClientOptions {
   logger?: RegistryLogger;
   /** Close the registry with the client (default false). */
   closeRegistry?: boolean;
+  /**
+   * OpenTelemetry metrics and traces. Default on when `@opentelemetry/api` is installed and a
+   * tracer or meter provider was registered before the client is built; `{ tracerProvider,
+   * meterProvider }` to report elsewhere; `false` off.
+   */
+  telemetry?: boolean | TelemetryOptions;
 }
 
 export interface Client {
@@ -118,6 +128,12 @@ export interface Client {
   dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher;
   /** A snapshot of every service and peer the client knows. */
   stats(): ClientStats;
+  /**
+   * Why this peer? Every peer of `service` with its load and exclusions, and dry-run picks on the
+   * live state: the candidates compared and the share each peer would get now. Starts watching
+   * `service` if this client never called it.
+   */
+  explain(service: string, options?: ExplainOptions): Explanation;
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   once<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   off<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
@@ -178,6 +194,8 @@ class BalancingClient implements Client, CallContext {
   readonly clock: () => number;
   readonly events: ClientEvents;
   readonly deadlines: DeadlineQueue;
+  /** Undefined when there is nothing to report to (see `ClientOptions.telemetry`). */
+  readonly telemetry: ClientTelemetry | undefined;
   private readonly serviceContext: ServiceContext;
   private readonly services = new Map<string, ServicePeers>();
   private readonly registry: Registry;
@@ -237,6 +255,8 @@ class BalancingClient implements Client, CallContext {
       throw new InvalidOptionsError('closeRegistry', 'must be a boolean');
     }
     this.closeRegistry = options.closeRegistry ?? false;
+    const otel = instrumentation(CLIENT_SCOPE, clientVersion(), options.telemetry, 'telemetry');
+    this.telemetry = otel === undefined ? undefined : new ClientTelemetry(otel, () => this.services.values(), this.clock);
     this.events = new ClientEvents(logger);
     this.deadlines = new DeadlineQueue((err) =>
       logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),
@@ -294,6 +314,10 @@ class BalancingClient implements Client, CallContext {
     return { closed: this.closed, services };
   }
 
+  explain(service: string, options?: ExplainOptions): Explanation {
+    return explainService(this.service(service), this.clock(), this.random, options);
+  }
+
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {
     this.events.on(event, listener);
     return this;
@@ -317,6 +341,7 @@ class BalancingClient implements Client, CallContext {
   private async shutdown(): Promise<void> {
     const closing = [...this.services.values()].map((svc) => svc.close());
     this.serviceContext.breakers?.close();
+    this.telemetry?.close();
     // Calls still in flight keep their deadlines; timers that serve none go now.
     this.deadlines.close();
     await Promise.all(closing);

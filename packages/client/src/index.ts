@@ -25,6 +25,8 @@ export type {
   PanicEvent,
 } from './events.js';
 export type { ClientStats, ServiceStats, PeerStats } from './stats.js';
+export type { Explanation, ExplainOptions, PeerExplanation, ComparedCandidate } from './explain.js';
+export type { ExclusionReason, PeerState } from './peers/exclusions.js';
 export type { DiscoveryOptions } from './discovery/index.js';
 export { undiciPoolFactory } from './transport/index.js';
 export type { PeerTlsOptions, PoolOptions, ResolvedPoolOptions, TransportFactory } from './transport/index.js';

@@ -1,5 +1,6 @@
 import type { PeerLoadReport } from './balancer/index.js';
 import type { BreakerState } from './resilience/index.js';
+import { exclusionsOf, type ExclusionReason } from './peers/exclusions.js';
 import type { ServicePeers } from './peers/service-peers.js';
 
 export interface PeerStats {
@@ -19,6 +20,8 @@ export interface PeerStats {
   readonly avoidedForMs: number | undefined;
   /** Whether the peer is in the current picker. */
   readonly eligible: boolean;
+  /** Why it is not picked now (empty: it can be); the names `explain()` and the metrics use. */
+  readonly excluded: readonly ExclusionReason[];
   /** Attempts sent to it, and those that failed (error, 5xx, 429). */
   readonly requests: number;
   readonly failures: number;
@@ -50,6 +53,9 @@ export interface ServiceStats {
   readonly requests: number;
   readonly failures: number;
   readonly retries: number;
+  /** Peers taken out by outlier detection, and registry errors, since the service was first called. */
+  readonly ejections: number;
+  readonly registryErrors: number;
   readonly peers: readonly PeerStats[];
 }
 
@@ -75,6 +81,8 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
     requests: svc.counters.requests,
     failures: svc.counters.failures,
     retries: svc.counters.retries,
+    ejections: svc.counters.ejections,
+    registryErrors: svc.watch.errorCount,
     peers: svc.peerList.map((peer) => {
       const until = svc.ejectedUntil(peer);
       return {
@@ -88,6 +96,7 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         ejectedForMs: until === undefined ? undefined : Math.max(0, until - now),
         avoidedForMs: peer.avoidUntil > now ? peer.avoidUntil - now : undefined,
         eligible: eligible.has(peer.id),
+        excluded: exclusionsOf(svc, peer, now),
         requests: peer.requests,
         failures: peer.failures,
         poolOpen: peer.transportIfMade !== undefined && peer.transportIfMade.created && !peer.transportIfMade.retired,

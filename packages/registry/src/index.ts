@@ -32,3 +32,4 @@ export * from './consul/index.js';
 export * from './local/index.js';
 export { openRegistry, registryFromEnv } from './open-registry.js';
 export type { RegistryConfig, RegistryFromEnvOptions } from './open-registry.js';
+export type { TelemetryOptions } from './telemetry-options.js';

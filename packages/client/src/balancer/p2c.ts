@@ -79,6 +79,7 @@ export function twoChoices<P extends PickablePeer>(input: readonly P[], loadsOf:
       const a = sampleIndex(peers, ctx.exclude, ctx.random);
       if (a < 0) return ALL_EXCLUDED;
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
+      if (ctx.compared !== undefined) ctx.compared.push(...(b >= 0 ? [peers[a]!, peers[b]!] : [peers[a]!]));
       // Near-ties go to `a`, itself a uniform draw, so equal peers share traffic evenly: `b` must be
       // clearly less loaded. Latency noise between identical peers then does not pick a favourite.
       const winner = b >= 0 && loadAt(b, ctx.now) * TIE_MARGIN < loadAt(a, ctx.now) ? b : a;

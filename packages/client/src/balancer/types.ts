@@ -59,6 +59,11 @@ export interface PickContext {
   readonly exclude?: ReadonlySet<string>;
   /** Affinity key for consistent hashing (ignored by other pickers). */
   readonly key?: string;
+  /**
+   * Set by `client.explain()` only: a picker that compares candidates (P2C) pushes the ones it
+   * compared here, so the explanation shows them with their loads. Pickers may ignore it.
+   */
+  readonly compared?: PickablePeer[];
 }
 
 export type PickResult<P extends PickablePeer> =

@@ -12,6 +12,8 @@ export interface AttemptOwner {
   readonly deadlines: DeadlineQueue;
   /** Sends the attempt through the front door's transport. */
   send(attempt: Attempt): void;
+  /** Telemetry hears every attempt's outcome (undefined: no telemetry). */
+  attemptEnded?(attempt: Attempt, outcome: AttemptOutcome): void;
   /** The attempt failed before an answer came: refused by its breaker, a transport error, a timeout. */
   attemptFailed(attempt: Attempt, error: unknown): void;
   /** The attempt's own timeout (`attemptTimeoutMs`) passed before its response headers came. */
@@ -45,6 +47,8 @@ export class Attempt implements Deadline {
   isAnswered = false;
   /** `done` ran: every listener has heard how the attempt ended. */
   settled = false;
+  /** Its OpenTelemetry span (opaque here, see `CallTelemetry`), when the call is traced. */
+  span: object | undefined = undefined;
   // Abort signal, read by undici.
   aborted = false;
   reason: unknown = undefined;
@@ -130,6 +134,7 @@ export class Attempt implements Deadline {
     // The peer's own view of its load, when its answer carried one (both front doors land here).
     const headers = outcome.headers;
     if (headers !== undefined) owner.svc.loadReport(this.peer, headers[LOAD_REPORT_HEADER], now);
+    owner.attemptEnded?.(this, outcome);
     if (this.#guard === DIRECT) {
       if (outcome.kind === 'success') {
         this.#breaker!.succeeded();

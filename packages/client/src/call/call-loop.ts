@@ -41,6 +41,7 @@ import type { Deadline, DeadlineQueue } from './deadlines.js';
 import { deadlineError, localError, noAnswerError, upstreamError } from './call-errors.js';
 import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
 import { noPeersError, pickPeer, type PickState } from './pick.js';
+import type { AttemptOutcome } from './outcome.js';
 
 /** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
 export function isTimeoutReason(reason: unknown): boolean {
@@ -64,6 +65,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   private lastError: unknown;
   private budgetRefused = false;
   private discovery: AbortController | undefined;
+  /** The call's span (undefined when not traced); ended, and cleared, when the call is over. */
+  private trace: object | undefined;
+  /** The attempt whose answer was handed over, for the call's span. */
+  private delivered: Attempt | undefined;
+  private deliveredStatus: number | undefined;
+  private failure: unknown;
 
   constructor(
     readonly ctx: CallContext,
@@ -88,6 +95,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   protected begin(now: number): void {
     this.svc.counters.requests++;
     this.ctx.budget?.deposit(now);
+    this.trace = this.ctx.telemetry?.startCall(this.svc.service, this.spec.method);
     if (this.spec.timeoutMs !== Infinity) this.ctx.deadlines.add(this, this.spec.timeoutMs);
     if (this.svc.watch.hasBeenSeen) this.first(now);
     else this.waitForDiscovery();
@@ -104,6 +112,10 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   /** Starts an attempt on `peer` (the first, a retry, or a hedge). */
   protected launch(peer: Peer, now: number): void {
     const attempt = this.newAttempt(peer, this.attempts.length + 1, now);
+    this.svc.recentPicks.add(peer.id, attempt.number, now);
+    if (this.trace !== undefined) {
+      attempt.span = this.ctx.telemetry!.startAttempt(this.trace, peer, attempt.number, this.spec.method, this.spec.path);
+    }
     this.attempts.push(attempt);
     attempt.begin(this.ctx.attemptTimeoutMs);
   }
@@ -132,6 +144,8 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       // No other peer, budget or attempt: the caller gets this answer, 5xx or not.
     }
     this.ended = true;
+    this.delivered = attempt;
+    this.deliveredStatus = statusCode;
     this.abortOthers(attempt);
     return true;
   }
@@ -258,6 +272,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   protected endWith(error: unknown): void {
     if (this.ended) return;
     this.ended = true;
+    this.failure = error;
     this.finish();
     this.svc.counters.failures++;
     this.failed(error);
@@ -269,6 +284,28 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const discovery = this.discovery;
     this.discovery = undefined;
     discovery?.abort();
+    const trace = this.trace;
+    if (trace !== undefined) {
+      this.trace = undefined;
+      this.ctx.telemetry!.endCall(trace, this.delivered?.peer, this.attempts.length, this.deliveredStatus, this.failure);
+    }
+  }
+
+  /** Each attempt's outcome, for telemetry (`Attempt.done` calls it). */
+  attemptEnded(attempt: Attempt, outcome: AttemptOutcome): void {
+    const telemetry = this.ctx.telemetry;
+    if (telemetry === undefined) return;
+    // The answer handed over failed with its body (cut by the deadline, reset): so did the call.
+    if (attempt === this.delivered && outcome.error !== undefined) this.failure ??= outcome.error;
+    telemetry.attemptDone(
+      attempt.span,
+      attempt.peer,
+      this.spec.method,
+      outcome.latencyMs,
+      outcome.kind === 'failure',
+      outcome.statusCode,
+      outcome.error,
+    );
   }
 
   /** Runs the header steps for `attempt`; `set` adds a header to what it sends. */
@@ -279,6 +316,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       timeLeftMs: Math.max(0, this.deadlineAt - this.ctx.clock()),
     };
     for (const step of this.ctx.headerSteps) step(call, set);
+    if (attempt.span !== undefined) this.ctx.telemetry!.inject(attempt.span, set);
+  }
+
+  /** Whether `addHeaders` would add anything (the doors skip copying headers otherwise). */
+  protected addsHeaders(attempt: Attempt): boolean {
+    return this.ctx.headerSteps.length > 0 || attempt.span !== undefined;
   }
 
   private waitForDiscovery(): void {
@@ -307,6 +350,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   }
 
   private announceRetry(attempt: Attempt, error: unknown, statusCode: number | undefined): void {
+    if (this.trace !== undefined) this.ctx.telemetry!.retry(this.trace, attempt.number, attempt.peer, statusCode, error);
     const events = this.ctx.events;
     if (!events.has('retry')) return;
     const base = { service: this.svc.service, peer: attempt.peer.info, attempt: attempt.number, error };

@@ -2,6 +2,7 @@ import type { CallerRateLimiter, RetryBudget } from '../resilience/index.js';
 import type { ClientEvents } from '../events.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import type { DeadlineQueue } from './deadlines.js';
+import type { Peer } from '../peers/peer.js';
 
 /** What a header step sees of the call, for each attempt. */
 export interface OutgoingCall {
@@ -36,6 +37,8 @@ export interface CallContext {
   /** Where deadlines wait (one timer per timeout value, not one per call). */
   readonly deadlines: DeadlineQueue;
   readonly headerSteps: readonly HeaderStep[];
+  /** OpenTelemetry spans and metrics; undefined (no work at all) when nothing is registered. */
+  readonly telemetry: CallTelemetry | undefined;
 }
 
 /** What a door tells the loop about one call. */
@@ -47,4 +50,31 @@ export interface CallSpec {
   readonly key: string | undefined;
   /** The call's deadline; Infinity: none here (the dispatcher's is the caller's signal). */
   readonly timeoutMs: number;
+  /** The request path (query string included), for telemetry. */
+  readonly path: string;
+}
+
+/**
+ * The client's telemetry as the call loop uses it (`ClientTelemetry` implements it). Spans are
+ * opaque objects here: these declarations are public (`BalancedDispatcher`), and must not need
+ * `@opentelemetry/api`, an optional peer dependency.
+ */
+export interface CallTelemetry {
+  /** The call's span, or undefined when calls are not traced. */
+  startCall(service: string, method: string): object | undefined;
+  startAttempt(call: object, peer: Peer, number: number, method: string, path: string): object;
+  /** Adds the attempt's trace context to its request headers. */
+  inject(span: object, set: (name: string, value: string) => void): void;
+  attemptDone(
+    span: object | undefined,
+    peer: Peer,
+    method: string,
+    latencyMs: number,
+    failed: boolean,
+    statusCode: number | undefined,
+    error: unknown,
+  ): void;
+  retry(call: object, attempt: number, peer: Peer, statusCode: number | undefined, error: unknown): void;
+  endCall(call: object, peer: Peer | undefined, attempts: number, statusCode: number | undefined, error: unknown): void;
+  rateLimited(service: string): void;
 }

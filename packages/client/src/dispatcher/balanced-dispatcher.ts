@@ -70,7 +70,10 @@ export class BalancedDispatcher extends Dispatcher {
     if (fromHeader === undefined && caller !== undefined) headers = withHeader(headers, CALLER_HEADER, caller);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(caller ?? '', ctx.clock());
-      if (!decision.allowed) throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) {
+        ctx.telemetry?.rateLimited(svc.service);
+        throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
+      }
     }
     const now = ctx.clock();
     const spec = {
@@ -79,6 +82,7 @@ export class BalancedDispatcher extends Dispatcher {
       replayable: isReplayableBody(options.body),
       key: undefined,
       timeoutMs: Infinity,
+      path: options.path,
     };
     const prepared = headers === options.headers && body === options.body ? options : { ...options, headers, body };
     new DispatchCall(ctx, svc, spec, prepared, user, now).start(now);

@@ -11,6 +11,7 @@ import {
 import type { ClientEvents } from '../events.js';
 import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
 import { Peer, type PeerBreakers } from './peer.js';
+import { PickRing } from './pick-ring.js';
 
 /** Everything a service's peer set needs from the client that owns it. */
 export interface ServiceContext {
@@ -43,6 +44,8 @@ export interface ServiceCounters {
   /** Calls that ended in an error (not a response). */
   failures: number;
   retries: number;
+  /** Peers taken out by outlier detection. */
+  ejections: number;
 }
 
 /**
@@ -52,7 +55,9 @@ export interface ServiceCounters {
  */
 export class ServicePeers implements DiscoverySink {
   readonly watch: ServiceWatch;
-  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0 };
+  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0, ejections: 0 };
+  /** Where the last attempts went, for `client.explain()`. */
+  readonly recentPicks = new PickRing();
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];
@@ -95,6 +100,19 @@ export class ServicePeers implements DiscoverySink {
   /** Requests in flight to one peer beyond which it is not picked (Infinity: no limit). */
   get maxConcurrentPerPeer(): number {
     return this.ctx.maxConcurrentPerPeer;
+  }
+
+  /** The balancer and load metric this service's pickers are built with (for `explain`). */
+  get balancer(): Balancer {
+    return this.ctx.balancer;
+  }
+
+  get metric(): LoadMetric {
+    return this.ctx.metric;
+  }
+
+  get panicThreshold(): number {
+    return this.ctx.panicThreshold;
   }
 
   get peerList(): readonly Peer[] {
@@ -253,6 +271,7 @@ export class ServicePeers implements DiscoverySink {
       const peer = this.peers.get(event.peerId);
       if (!peer) continue;
       if (event.type === 'ejected') {
+        this.counters.ejections++;
         this.ctx.events.emit('peer:ejected', { service: this.service, peer: peer.info, durationMs: event.ejectionMs });
       } else {
         this.ctx.events.emit('peer:restored', { service: this.service, peer: peer.info });

@@ -61,7 +61,10 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     if (signal?.aborted) throw new AbortedError(signal.reason);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(prepared.caller ?? '', ctx.clock());
-      if (!decision.allowed) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) {
+        ctx.telemetry?.rateLimited(svc.service);
+        throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
+      }
     }
     const now = ctx.clock();
     const spec: CallSpec = {
@@ -70,6 +73,7 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
       replayable: isReplayableBody(options.body),
       key: options.key,
       timeoutMs,
+      path,
     };
     return new RequestCall(ctx, svc, spec, options, path, prepared.headers, body, now).promise;
   } catch (err) {
@@ -165,7 +169,7 @@ class RequestCall extends CallLoop<RequestAttempt> {
   }
 
   private headersFor(attempt: Attempt): RequestHeaders | undefined {
-    if (this.ctx.headerSteps.length === 0) return this.headers;
+    if (!this.addsHeaders(attempt)) return this.headers;
     const out: Record<string, string | number | readonly string[] | undefined> = { ...this.headers };
     this.addHeaders(attempt, (name, value) => {
       out[name] = value;

@@ -1,6 +1,8 @@
-import { InvalidOptionsError } from '@peerlb/registry';
+import { InvalidOptionsError, type TelemetryOptions } from '@peerlb/registry';
+import { instrumentation } from '@peerlb/registry/otel';
 import { LoadReporter, loadReportStep, type LoadReportOptions } from './load-report.js';
 import type { ServingStep } from './serving-middleware.js';
+import { SERVING_SCOPE, servingVersion, telemetryStep } from './telemetry-step.js';
 
 /** What the serving side does for each request. */
 export interface ServingOptions {
@@ -9,11 +11,17 @@ export interface ServingOptions {
    * form). Default on; `false` turns it off.
    */
   loadReport?: boolean | LoadReportOptions;
+  /**
+   * OpenTelemetry server span and `http.server.request.duration` per request. Default on when
+   * `@opentelemetry/api` is installed and a tracer or meter provider was registered before the
+   * wrapper is built; `{ tracerProvider, meterProvider }` to report elsewhere; `false` off.
+   */
+  telemetry?: boolean | TelemetryOptions;
 }
 
 /**
  * The built-in steps in the order they run. The load report comes first so every answer carries
- * it, including answers a later step gives itself. New serving-side features add their step here.
+ * it, including answers a later step gives itself; then the telemetry span. New serving-side features add their step here.
  */
 export function builtinSteps(options: ServingOptions): { steps: ServingStep[]; reporter: LoadReporter | undefined } {
   if (options === null || typeof options !== 'object') {
@@ -29,5 +37,8 @@ export function builtinSteps(options: ServingOptions): { steps: ServingStep[]; r
     reporter = new LoadReporter(load === undefined || load === true ? {} : load);
     steps.push(loadReportStep(reporter));
   }
+  // After the load report (every answer carries it), before the user's steps: the span covers them.
+  const otel = instrumentation(SERVING_SCOPE, servingVersion(), options.telemetry, 'serving.telemetry');
+  if (otel !== undefined) steps.push(telemetryStep(otel));
   return { steps, reporter };
 }
