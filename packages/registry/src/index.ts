@@ -9,7 +9,6 @@ export {
   validateServiceName,
   validateInstanceId,
   validateCheckSpec,
-  validateDurationMs,
   validateFilter,
   matchesFilter,
   acceptInstances,
