@@ -53,10 +53,12 @@ describe('pnpm bench:smoke', () => {
       expect(report.smoke).toBe(true);
       expect(report.failures).toEqual({});
       expect(Object.keys(report.scenarios).sort()).toEqual(
-        ['callers', 'deadline', 'degraded', 'discovery', 'failover', 'hedging', 'scale', 'throughput'].sort(),
+        ['callers', 'deadline', 'degraded', 'discovery', 'failover', 'hedging', 'load', 'scale', 'throughput'].sort(),
       );
       const ids = new Set(report.summary.map((row: { id: string }) => row.id));
-      for (const id of ['1', '2', '3', '4', '5', '6', '7', '8', '15.1', '15.2', '15.3', 'ref']) expect(ids, `scenario ${id}`).toContain(id);
+      for (const id of ['1', '2', '3', '4', '5', '6', '7', '8', 'ref', '14.1', '14.2', '14.3', '15.1', '15.2', '15.3']) {
+        expect(ids, `scenario ${id}`).toContain(id);
+      }
       for (const row of report.summary) expect(['PASS', 'MISS', 'INFO', 'SKIP']).toContain(row.status);
       // No nginx in smoke runs: the proxy row says so instead of failing.
       const proxy = report.summary.find((row: { id: string }) => row.id === '2');

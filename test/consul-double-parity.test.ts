@@ -59,7 +59,7 @@ let seq = 0;
 const name = () => `parity-${process.pid}-${++seq}`;
 
 describe('the Consul double answers as a real agent 1.8.7 does', () => {
-  it('registrations with no meta, empty tags, port 0, and meta given as {}', async () => {
+  it('registrations with no meta, empty tags, port 0, and meta given as {}; the catalog view of the node', async () => {
     const service = name();
     await same(async (t) => {
       const passing = { TTL: '30s', Status: 'passing' };
@@ -68,7 +68,16 @@ describe('the Consul double answers as a real agent 1.8.7 does', () => {
         await call(t, 'PUT', '/v1/agent/service/register', { ID: `${service}-b`, Name: service, Port: 0, Tags: ['', 'x'], Meta: {}, Check: passing }),
         await call(t, 'PUT', '/v1/agent/service/register', { Name: `${service}-c`, Address: '10.1.2.3', Port: 1, Meta: { k: 'v' }, Check: passing }),
       ];
-      return { writes, a: await health(t, `${service}?passing`), c: await health(t, `${service}-c?passing`) };
+      const self = JSON.parse((await call(t, 'GET', '/v1/agent/self')).text) as { Config: { NodeName: string } };
+      const node = JSON.parse((await call(t, 'GET', `/v1/catalog/node/${self.Config.NodeName}`)).text) as { Services: Record<string, unknown> };
+      const unknownNode = (await call(t, 'GET', '/v1/catalog/node/no-such-node')).text.trim();
+      return {
+        writes,
+        a: await health(t, `${service}?passing`),
+        c: await health(t, `${service}-c?passing`),
+        onNode: Object.keys(node.Services).filter((id) => id.startsWith(service)).sort(),
+        unknownNode,
+      };
     });
   });
 

@@ -25,7 +25,7 @@ function proc(label: string, id: string): FakeProc {
 function peer(id: string, over: Partial<PeerStats> = {}): PeerStats {
   return {
     id, address: '127.0.0.1', port: 7000, inFlight: 0, load: 1, breaker: 'closed', ejected: false, ejectedForMs: undefined,
-    avoidedForMs: undefined, eligible: true, requests: 0, failures: 0, poolOpen: true, ...over,
+    avoidedForMs: undefined, eligible: true, excluded: [], requests: 0, failures: 0, poolOpen: true, ...over,
   };
 }
 
@@ -37,7 +37,7 @@ function client(services: Record<string, { requests: number; peers: PeerStats[] 
         service,
         {
           service, discovered: true, stale: false, expired: false, staleSince: undefined, lastError: undefined, updatedAt: 0,
-          emptyPending: false, panic: false, eligiblePeers: s.peers.length, requests: s.requests, failures: 0, retries: 0, hedges: { sent: 0, won: 0, cancelled: 0 }, peers: s.peers,
+          emptyPending: false, panic: false, eligiblePeers: s.peers.length, requests: s.requests, failures: 0, retries: 0, ejections: 0, registryErrors: 0, hedges: { sent: 0, won: 0, cancelled: 0 }, peers: s.peers,
         },
       ]),
     ),

@@ -91,9 +91,11 @@ describe('mesh browser view (issue 17)', () => {
     const p = page!;
     await p.goto(mesh!.webUrl!);
     // Every instance shows up as registered, with its id.
-    await p.waitForFunction(`document.querySelectorAll('.inst[data-state="registered"]').length === ${LABELS.length}`, undefined, {
-      timeout: 15_000,
-    });
+    // Polled from the test side: the page's CSP (script-src 'self') refuses the eval that a string
+    // predicate of page.waitForFunction needs once its first check is false.
+    await expect
+      .poll(() => p.locator('.inst[data-state="registered"]').count(), { timeout: 15_000 })
+      .toBe(LABELS.length);
     const labels = await p.locator('.inst').evaluateAll((cards) => cards.map((c) => c.getAttribute('data-label')));
     expect(labels.sort()).toEqual([...LABELS].sort());
 

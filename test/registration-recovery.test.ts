@@ -15,7 +15,9 @@ describe.each<BackendName>(['local', 'consul', 'consul-cluster'])('recovery on t
   it.each(CHECKS)('a registry restart is followed by re-registration (%s check)', async (_kind, check) => {
     const { instance, id, watch, context } = await suite.launch({ check });
     await suite.backend.restart();
-    expect(await suite.backend.holds(id)).toBe(false);
+    // A cluster's client agent answers as soon as it is back, and the instance may register again
+    // before this line runs; the 'lost' event below proves the registry forgot it there.
+    if (name !== 'consul-cluster') expect(await suite.backend.holds(id)).toBe(false);
     await waitFor(() => instance.names().includes('reregistered'), 8_000, 'the reregistered event', context);
     const names = instance.names();
     expect(names.indexOf('lost')).toBeGreaterThanOrEqual(0);

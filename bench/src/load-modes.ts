@@ -37,6 +37,8 @@ export type LoadMode =
   | { readonly kind: 'peerlb-dispatcher'; readonly registryDir: string }
   /** One undici `Pool` per upstream, round-robined by hand: the ceiling. */
   | { readonly kind: 'raw' }
+  /** The same pools through undici's top-level `request(url, { dispatcher: pool })`: the Dispatcher row's own baseline. */
+  | { readonly kind: 'raw-undici-request' }
   /** undici's `BalancedPool` over the upstreams. */
   | { readonly kind: 'balanced-pool' }
   /** One undici `Pool` to an nginx reverse proxy in front of the upstreams. */
@@ -77,6 +79,8 @@ export function createSender(mode: LoadMode, o: ModeOptions): Sender {
       return peerlbDispatcher(mode.registryDir, o);
     case 'raw':
       return raw(o);
+    case 'raw-undici-request':
+      return rawUndiciRequest(o);
     case 'balanced-pool':
       return balancedPool(o);
     case 'proxy':
@@ -174,6 +178,24 @@ function raw(o: ModeOptions): Sender {
     client: undefined,
     close: async () => {
       await Promise.all(pools.map((p) => p.close()));
+    },
+  };
+}
+
+function rawUndiciRequest(o: ModeOptions): Sender {
+  // undici.request(url, opts) parses the URL and copies the options on every call, which
+  // pool.request(opts) does not: what a caller of client.dispatcher() pays before peerlb does anything.
+  const pools = o.targets.map((t) => ({ pool: new Pool(origin(t.port), { connections: o.connections }), url: `${origin(t.port)}/` }));
+  let next = 0;
+  return {
+    async send() {
+      const target = pools[next]!;
+      next = next + 1 === pools.length ? 0 : next + 1;
+      return readBody(await undiciRequest(target.url, { dispatcher: target.pool, method: 'GET' }));
+    },
+    client: undefined,
+    close: async () => {
+      await Promise.all(pools.map((p) => p.pool.close()));
     },
   };
 }

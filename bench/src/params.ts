@@ -65,6 +65,22 @@ export interface CallerParams {
   readonly checkpoints: readonly number[];
 }
 
+export interface LoadParams {
+  /** 14.1: CPU per request of each instance (one costlier). */
+  readonly costsMs: readonly number[];
+  readonly callers: number;
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly reps: number;
+  /** 14.2 */
+  readonly workerCostMs: number;
+  readonly workerConcurrency: number;
+  /** 14.3 */
+  readonly overheadConcurrency: number;
+  readonly overheadRounds: number;
+}
+
 export interface BenchParams {
   readonly smoke: boolean;
   readonly throughput: ThroughputParams;
@@ -73,6 +89,7 @@ export interface BenchParams {
   readonly discovery: DiscoveryParams;
   readonly scale: ScaleParams;
   readonly callers: CallerParams;
+  readonly load: LoadParams;
 }
 
 export const FULL: BenchParams = {
@@ -98,6 +115,18 @@ export const FULL: BenchParams = {
   discovery: { trials: 5, concurrency: 4, upstreamLatencyMs: 1, observeMs: 2500, firstRequestTimeoutMs: 10_000 },
   scale: { instances: 10_000, small: 10, picks: 1_000_000, pickReps: 9, requests: 40_000, reps: 3, updates: 3 },
   callers: { callers: 100_000, maxCallers: 10_000, checkpoints: [5_000, 10_000, 25_000, 50_000, 100_000] },
+  load: {
+    costsMs: [1, 1, 1, 3],
+    callers: 3,
+    concurrency: 4,
+    warmupMs: 1000,
+    durationMs: 3000,
+    reps: 3,
+    workerCostMs: 1,
+    workerConcurrency: 3,
+    overheadConcurrency: 16,
+    overheadRounds: 6,
+  },
 };
 
 /** Tiny counts: every scenario runs, nothing is worth comparing. No nginx. */
@@ -124,4 +153,16 @@ export const SMOKE: BenchParams = {
   discovery: { trials: 1, concurrency: 2, upstreamLatencyMs: 1, observeMs: 600, firstRequestTimeoutMs: 10_000 },
   scale: { instances: 1_000, small: 10, picks: 50_000, pickReps: 1, requests: 2_000, reps: 1, updates: 2 },
   callers: { callers: 3_000, maxCallers: 1_000, checkpoints: [1_000, 3_000] },
+  load: {
+    costsMs: [0.2, 0.6],
+    callers: 2,
+    concurrency: 2,
+    warmupMs: 50,
+    durationMs: 200,
+    reps: 1,
+    workerCostMs: 0.2,
+    workerConcurrency: 2,
+    overheadConcurrency: 2,
+    overheadRounds: 1,
+  },
 };

@@ -4,23 +4,27 @@
  *
  *   node bench/dist/bench/src/run.js [--smoke] [--out <dir>] [--only throughput,degraded,...]
  *
+ * With --only (not --smoke), the scenarios run replace their rows and sections in an existing
+ * full report <out>/latest.md; the others are kept and the header says so.
+ *
  * (compiled by `tsc -p bench`; the root scripts `bench` and `bench:smoke` build and run it).
  *
  * Exit code 1 when a scenario could not run (a missed target is a result, not a failure).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { machineInfo } from './machine.js';
 import { FULL, SMOKE } from './params.js';
-import { markdownReport, summaryTable, type BenchReport } from './report.js';
+import { markdownReport, mergeReports, summaryTable, type BenchReport } from './report.js';
 import type { BenchContext, Row, ScenarioOutcome } from './scenario.js';
 import { callersScenario } from './scenarios/callers.js';
 import { degradedScenario } from './scenarios/degraded.js';
 import { discoveryScenario } from './scenarios/discovery.js';
 import { failoverScenario } from './scenarios/failover.js';
+import { loadReportsScenario } from './scenarios/load-reports.js';
 import { scaleScenario } from './scenarios/scale.js';
 import { deadlineScenario, hedgingScenario } from './scenarios/tail-deadline.js';
 import { throughputScenarios } from './scenarios/throughput.js';
@@ -39,6 +43,7 @@ const SCENARIOS: ReadonlyArray<{
   { key: 'callers', ids: ['8'], title: 'Scenario 8: callers', run: callersScenario },
   { key: 'hedging', ids: ['15.1', '15.2'], title: 'Scenario 15.1-15.2: hedged requests', run: hedgingScenario },
   { key: 'deadline', ids: ['15.3'], title: 'Scenario 15.3: deadlines across hops', run: deadlineScenario },
+  { key: 'load', ids: ['14.1', '14.2', '14.3'], title: 'Load reports (issue 14)', run: loadReportsScenario },
 ];
 
 async function main(): Promise<number> {
@@ -111,8 +116,22 @@ async function main(): Promise<number> {
     failures,
   };
   mkdirSync(out, { recursive: true });
+  let markdown = markdownReport(report, outcomes);
+  const previousMd = join(out, 'latest.md');
+  if (only && !report.smoke && existsSync(previousMd)) {
+    const previous = readFileSync(previousMd, 'utf8');
+    if (!previous.includes('> **Smoke run**')) {
+      markdown = mergeReports(
+        previous,
+        report,
+        outcomes,
+        SCENARIOS.filter((s) => only.has(s.key)),
+        SCENARIOS.map((s) => s.title),
+      );
+    }
+  }
   writeFileSync(join(out, 'latest.json'), `${JSON.stringify(report, null, 2)}\n`);
-  writeFileSync(join(out, 'latest.md'), markdownReport(report, outcomes));
+  writeFileSync(previousMd, markdown);
   console.log(`\n${summaryTable(summary)}\n`);
   log(`wrote ${join(out, 'latest.md')} and latest.json`);
   return Object.keys(failures).length > 0 ? 1 : 0;

@@ -19,7 +19,9 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
 
 /*
  * A Consul agent test double: one `consul agent -dev` node (datacenter dc1) speaking the slice of
- * the HTTP API peerlb uses, because no Consul binary can be installed where the tests run.
+ * the HTTP API peerlb uses. Real agents run in tests too (test/support/consul-agent.ts); the double
+ * stays for what a real agent cannot do on demand: cut answers, slow bodies, an index going
+ * backwards, 500 storms, sub-second check timings.
  * It follows Consul's documented behaviour and, where the docs are silent, Consul's source
  * (agent/agent_endpoint.go, agent/health_endpoint.go, agent/local/state.go, agent/checks):
  *
@@ -27,7 +29,8 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  * - PUT /v1/agent/check/pass|warn|fail/:id?note=, PUT /v1/agent/check/update/:id {Status, Output}
  * - GET /v1/catalog/services (not blocking; the `consul` service itself listed, as on a server)
  * - GET /v1/agent/services, GET /v1/agent/checks, GET /v1/status/leader, GET /v1/agent/self
- *   (Config.NodeName), GET /v1/acl/token/self (401 without ACLs, as a real agent answers)
+ *   (Config.NodeName), GET /v1/acl/token/self (401 without ACLs, as a real agent answers),
+ *   GET /v1/catalog/node/:node (null for an unknown node)
  * - GET /v1/health/service/:name?passing&tag=&index=&wait=  (blocking query)
  *
  * Deliberate differences from a real agent (test speed and size):
@@ -37,6 +40,10 @@ import { formatGoDuration, parseGoDuration } from './go-duration.js';
  * - Only HTTP and TTL checks; any other check type is a 400. FailuresBeforeCritical,
  *   SuccessBeforePassing and redirect following are not modelled.
  * - The `filter` query parameter (bexpr) is answered with a 400 rather than silently ignored.
+ * - Unknown ids are answered as current Consul does: deregistering one is a 404 (1.8.7: 200, or
+ *   500 "Unknown service" with ACLs), a TTL update of an unknown check a 404 (1.8.7: 500 "... does
+ *   not have associated TTL"). The adapter accepts both; test/consul-real-agent.test.ts runs 1.8.7.
+ * - Everything else is checked against a real 1.8.7 agent by test/consul-double-parity.test.ts.
  * - An output-only check change (same status) does not bump the index, as the agent defers that
  *   sync, but the new output is visible at once.
  * ACL model: `token` is the one management token; any other token is "ACL not found" (403); no
@@ -466,6 +473,15 @@ class ConsulAgentDouble implements ConsulDouble {
             Config: { Datacenter: DATACENTER, NodeName: this.nodeName, NodeID: this.nodeId, Server: true, Version: '1.8.7' },
             Member: { Name: this.nodeName, Addr: this.nodeAddress, Status: 1 },
           });
+        case 'catalog-node': {
+          // The catalog's view of one node: this double is a one-node catalog. Unknown node: null.
+          if (route.arg !== this.nodeName || identity === 'anonymous') return this.sendJson(res, 200, null);
+          const services: Record<string, unknown> = {};
+          for (const sv of this.services.values()) {
+            services[sv.id] = { ID: sv.id, Service: sv.name, Tags: [...sv.tags], Address: sv.address, Meta: sv.metaGiven ? { ...sv.meta } : null, Port: sv.port };
+          }
+          return this.sendJson(res, 200, { Node: { ID: this.nodeId, Node: this.nodeName, Address: this.nodeAddress, Datacenter: DATACENTER }, Services: services });
+        }
         case 'token-self':
           if (this.token === undefined) return this.sendText(res, 401, 'ACL support disabled');
           if (identity === 'anonymous') return this.sendText(res, 403, 'ACL not found');
@@ -500,6 +516,7 @@ class ConsulAgentDouble implements ConsulDouble {
       ['/v1/agent/check/fail/', 'fail', 'PUT'],
       ['/v1/agent/check/update/', 'update', 'PUT'],
       ['/v1/health/service/', 'health', 'GET'],
+      ['/v1/catalog/node/', 'catalog-node', 'GET'],
     ];
     for (const [prefix, name, method] of prefixes) {
       if (!path.startsWith(prefix)) continue;

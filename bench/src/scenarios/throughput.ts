@@ -31,6 +31,7 @@ const SERVICE = 'bench-echo';
 
 export const MODES = {
   raw: 'raw undici Pools, round-robin by hand (ceiling)',
+  rawUndiciRequest: 'raw undici Pools through undici.request(url, { dispatcher: pool })',
   peerlb: 'peerlb balancedRequest() (defaults, local registry)',
   dispatcher: 'peerlb undici.request() with client.dispatcher() (defaults, local registry)',
   noBreaker: 'peerlb createClient, breaker: false (diagnostic)',
@@ -136,6 +137,7 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
     { label: MODES.raw, mode: { kind: 'raw' } },
     { label: MODES.peerlb, mode: { kind: 'peerlb-default' } },
     { label: MODES.dispatcher, mode: { kind: 'peerlb-dispatcher', registryDir } },
+    { label: MODES.rawUndiciRequest, mode: { kind: 'raw-undici-request' } },
     // Diagnostics only (where the overhead goes); left out of smoke runs to keep them short.
     ...(ctx.params.smoke
       ? []
@@ -249,6 +251,9 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
     const dTputVsRaw = pairedRatio(disp, get(MODES.raw), rps);
     const dCpuVsRaw = pairedRatio(disp, get(MODES.raw), cpu);
     const dTputVsBp = pairedRatio(disp, get(MODES.balancedPool), rps);
+    const viaRequest = get(MODES.rawUndiciRequest);
+    const dCpuVsViaRequest = pairedRatio(disp, viaRequest, cpu);
+    const viaRequestCpuVsRaw = pairedRatio(viaRequest, get(MODES.raw), cpu);
     rows.push(
       {
         id: '1',
@@ -266,7 +271,16 @@ export async function throughputScenarios(ctx: BenchContext): Promise<ScenarioOu
         result: `${fmtRatio(dCpuVsRaw)} (${fmt(dispSummary.cpuPerReqUs, 1)} vs ${fmt(rawSummary.cpuPerReqUs, 1)} us)`,
         target: '<= 1.05x',
         status: status(dCpuVsRaw <= 1.05),
-        note: spread(disp, get(MODES.raw), cpu),
+        note: `${spread(disp, get(MODES.raw), cpu)}; undici.request(url) over the same raw pools costs ${fmtRatio(viaRequestCpuVsRaw)} raw pool.request() by itself`,
+      },
+      {
+        id: '1',
+        scenario: 'Overhead',
+        measure: 'client CPU per request, undici.request + client.dispatcher() vs undici.request over raw Pools',
+        result: fmtRatio(dCpuVsViaRequest),
+        target: '<= 1.05x',
+        status: status(dCpuVsViaRequest <= 1.05),
+        note: `${spread(disp, viaRequest, cpu)}; what peerlb adds behind undici's own request(url)`,
       },
     );
   }

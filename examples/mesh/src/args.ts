@@ -11,6 +11,7 @@ export interface CliArgs {
   drainMs: number;
   userRatePerSec: number;
   ewmaDecayMs: number;
+  workers: number;
   summaryJson: string | undefined;
 }
 
@@ -32,6 +33,8 @@ Options:
   --drain-ms N           how long a stopping instance keeps serving after deregistering (default 2000)
   --user-rate N          gateway rate limit per end user, requests/s (default 20)
   --ewma-decay-ms N      memory of the peak-EWMA latency estimate of every client (default 1000)
+  --workers N            node:cluster workers per backend instance, each registered as its own
+                         instance on its own port (default 1: no workers; not with --demo)
   --summary-json PATH    (--demo) also write the summary as JSON to PATH
   -h, --help             this text
 `;
@@ -58,6 +61,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
         'drain-ms': { type: 'string', default: '2000' },
         'user-rate': { type: 'string', default: '20' },
         'ewma-decay-ms': { type: 'string', default: '1000' },
+        workers: { type: 'string', default: '1' },
         'summary-json': { type: 'string' },
       },
     });
@@ -68,6 +72,9 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
   const instances = int('--instances', v.instances, 1, 10);
   // The demo kills one instance of a service and stops another: with one, nobody would be left.
   if (v.demo === true && instances < 2) throw new UsageError('--demo needs --instances 2 or more');
+  const workers = int('--workers', v.workers, 1, 16);
+  // The demo kills and stops instance processes and checks what each one served.
+  if (v.demo === true && workers > 1) throw new UsageError('--demo runs one process per instance: leave out --workers');
   return {
     demo: v.demo === true,
     help: v.help === true,
@@ -78,6 +85,7 @@ export function parseCliArgs(argv: readonly string[]): CliArgs {
     drainMs: int('--drain-ms', v['drain-ms'], 0, 60_000),
     userRatePerSec: int('--user-rate', v['user-rate'], 1, 100_000),
     ewmaDecayMs: int('--ewma-decay-ms', v['ewma-decay-ms'], 1, 600_000),
+    workers,
     summaryJson: v['summary-json'],
   };
 }

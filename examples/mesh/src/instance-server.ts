@@ -19,6 +19,8 @@ export interface InstanceIdentity {
   registeredAt(): number | null;
   /** The serving side's deadline counters (`handle.stats().deadline`). */
   deadlineStats(): DeadlineStats | null;
+  /** The event-loop utilization this instance reports on its answers (null before it serves). */
+  eventLoopUtilization(): number | null;
 }
 
 /**
@@ -41,6 +43,8 @@ export class InstanceServer {
     private readonly identity: InstanceIdentity,
     private readonly routes: readonly Route[],
     private readonly client: Client,
+    /** Answers `GET /metrics` (Prometheus text format). */
+    private readonly metrics: (req: IncomingMessage, res: ServerResponse) => void,
   ) {}
 
   /** The health function given to `startService`: false after `POST /admin/health?ok=false`. */
@@ -48,6 +52,10 @@ export class InstanceServer {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://instance.invalid');
+    if (url.pathname === '/metrics' && req.method === 'GET') {
+      this.metrics(req, res);
+      return;
+    }
     if (url.pathname.startsWith('/admin/')) {
       this.respond(res, this.admin(req, url));
       return;
@@ -74,6 +82,7 @@ export class InstanceServer {
       slowShare: this.slowShare,
       stoppedByDeadline: this.stoppedByDeadline,
       deadline: this.identity.deadlineStats(),
+      eventLoopUtilization: this.identity.eventLoopUtilization(),
       callers: Object.fromEntries(this.callers),
       client: this.client.stats(),
     };

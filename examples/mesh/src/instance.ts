@@ -5,6 +5,7 @@ import { createClient, p2c, peakEwma } from '@peerlb/client';
 import { startService, type StartServiceOptions, type StartedService } from '@peerlb/registration';
 import { registryFromEnv } from '@peerlb/registry';
 import { InstanceServer } from './instance-server.js';
+import { startPrometheusMetrics } from './metrics.js';
 import { BACKEND_HEDGE_DELAY_MS, GATEWAY_BUDGET_MS, isServiceName, type InstanceConfig, type InstanceMessage } from './protocol.js';
 import { SERVICE_FACTORIES } from './services/index.js';
 
@@ -33,6 +34,8 @@ const config = parseConfig(process.argv[2]);
 // Both the registration and the client use the registry of the environment: Consul when
 // CONSUL_HTTP_ADDR is set, else the local registry directory (PEERLB_REGISTRY_DIR).
 const registry = registryFromEnv();
+// Registered before the client and the service exist: they find the meter provider when built.
+const prometheus = startPrometheusMetrics();
 const isGateway = config.service === 'gateway';
 const client = createClient({
   registry,
@@ -63,9 +66,11 @@ const server = new InstanceServer(
     state: () => handle?.state ?? 'starting',
     registeredAt: () => registeredAt,
     deadlineStats: () => handle?.stats().deadline ?? null,
+    eventLoopUtilization: () => handle?.load()?.utilization ?? null,
   },
   SERVICE_FACTORIES[config.service]({ client, userRatePerSec: config.userRatePerSec }),
   client,
+  prometheus.handle,
 );
 
 const common: StartServiceOptions = {
@@ -87,6 +92,13 @@ const common: StartServiceOptions = {
 };
 
 async function start(): Promise<StartedService> {
+  if (config.workers !== undefined) {
+    // A node:cluster worker of instance-primary.ts: startService takes the worker path (its own
+    // port, meta worker/host/pid) and tells the primary when it registered.
+    const started = await startService({ ...common, workers: config.workers, ...(config.portRange ? { portRange: config.portRange } : { port: 0 }) });
+    if ('primary' in started) throw new Error('instance.js runs as a worker; start instance-primary.js for workers');
+    return started;
+  }
   if (config.port === undefined || config.port === 0) {
     return startService({ ...common, ...(config.portRange ? { portRange: config.portRange } : { port: 0 }) });
   }
@@ -111,7 +123,10 @@ process.on('disconnect', () => {
 
 try {
   handle = await start();
-  handle.on('closed', () => void client.close());
+  handle.on('closed', () => {
+    void client.close();
+    void prometheus.close();
+  });
   send({
     type: 'ready',
     id: handle.id,

@@ -5,6 +5,7 @@ import { BACKENDS, type InstanceConfig, type ServiceName } from './protocol.js';
 import type { RegistryEnv } from './registry-env.js';
 
 const INSTANCE_SCRIPT = fileURLToPath(new URL('./instance.js', import.meta.url));
+const PRIMARY_SCRIPT = fileURLToPath(new URL('./instance-primary.js', import.meta.url));
 
 export interface MeshOptions {
   /** Instances of each backend. */
@@ -16,6 +17,8 @@ export interface MeshOptions {
   drainMs: number;
   userRatePerSec: number;
   ewmaDecayMs: number;
+  /** node:cluster workers per backend instance (1: none). */
+  workers?: number;
   /** The instances' environment: it names the registry. */
   env: NodeJS.ProcessEnv;
   readyTimeoutMs?: number;
@@ -83,6 +86,7 @@ export class Mesh {
       drainMs: this.options.drainMs,
       userRatePerSec: this.options.userRatePerSec,
       ewmaDecayMs: this.options.ewmaDecayMs,
+      ...(service !== 'gateway' && (this.options.workers ?? 1) > 1 ? { workers: this.options.workers } : {}),
       ...(service === 'gateway'
         ? { port: this.options.gatewayPort }
         : this.options.portRange
@@ -90,7 +94,7 @@ export class Mesh {
           : { port: 0 }),
     };
     const proc = new InstanceProcess({
-      script: INSTANCE_SCRIPT,
+      script: config.workers !== undefined ? PRIMARY_SCRIPT : INSTANCE_SCRIPT,
       config,
       env: this.options.env,
       readyTimeoutMs: this.options.readyTimeoutMs ?? 30_000,
@@ -163,6 +167,7 @@ export function meshFromArgs(args: CliArgs, reg: RegistryEnv, log: (message: str
     drainMs: args.drainMs,
     userRatePerSec: args.userRatePerSec,
     ewmaDecayMs: args.ewmaDecayMs,
+    workers: args.workers,
     env: reg.env,
     onEvent: log,
     // Once everything is stopping, the instances' own farewells (e.g. their clients noticing the

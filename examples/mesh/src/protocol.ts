@@ -31,6 +31,8 @@ export interface InstanceConfig {
   userRatePerSec: number;
   /** Time constant of the peak-EWMA load metric of every client (see instance.ts). */
   ewmaDecayMs: number;
+  /** node:cluster workers of this instance, each its own registered instance (default 1: none). */
+  workers?: number;
 }
 
 /** Instance -> supervisor, over the IPC channel. */
@@ -65,6 +67,8 @@ export interface InstanceStats {
   stoppedByDeadline?: number;
   /** The serving side's deadline counters (requests with a budget, answered expired, cancelled, late). */
   deadline?: DeadlineStats | null;
+  /** The event-loop utilization (0..1) it reports on its answers (`endpoint-load-metrics`). */
+  eventLoopUtilization?: number | null;
   /** Requests served per caller (the `x-peerlb-caller` header), at most 32 callers kept. */
   callers: Record<string, number>;
   /** This process's client: its view of every service it calls. */

@@ -8,14 +8,18 @@ import {
   validateServiceName,
   type Registry,
   type RegistryLogger,
+  type TelemetryOptions,
 } from '@peerlb/registry';
+import { instrumentation } from '@peerlb/registry/otel';
 import {
   p2c,
   peakEwma,
   validateLoadMetric,
   validatePanicThreshold,
+  ServerLoadBoard,
   type Balancer,
   type LoadMetric,
+  type LoadReportOptions,
 } from './balancer/index.js';
 import {
   BreakerFactory,
@@ -39,6 +43,8 @@ import { resolveHedgeOptions, type HedgeOptions, type HedgePolicy } from './hedg
 import { validateCaller, type RequestOptions } from './call/request-options.js';
 import { requestCall, type BalancedResponse } from './request/request-call.js';
 import { serviceStats, type ClientStats, type ServiceStats } from './stats.js';
+import { explainService, type Explanation, type ExplainOptions } from './explain.js';
+import { CLIENT_SCOPE, ClientTelemetry, clientVersion } from './telemetry/client-telemetry.js';
 import { resolvePoolOptions, undiciPoolFactory, type PoolOptions, type TransportFactory } from './transport/index.js';
 
 export interface RetryOptions {
@@ -57,6 +63,11 @@ export interface ClientOptions {
   balancer?: Balancer;
   /** How peers' load is tracked (default: the balancer's own metric, else `peakEwma()`). */
   loadMetric?: LoadMetric;
+  /**
+   * Read the load peers report on their answers (`endpoint-load-metrics`, ORCA) and let the
+   * default balancer use it (default on); `false` ignores reports. See `LoadReportOptions`.
+   */
+  loadReports?: LoadReportOptions | false;
   /** One circuit breaker per peer (default on, see `BreakerOptions`); `false` disables. */
   breaker?: BreakerOptions | false;
   /** Outlier ejection on consecutive failures (default on); `false` disables. */
@@ -118,6 +129,12 @@ export interface ClientOptions {
    * the next hop for the request's way there (default 10 ms).
    */
   deadlineAllowanceMs?: number;
+  /**
+   * OpenTelemetry metrics and traces. Default on when `@opentelemetry/api` is installed and a
+   * tracer or meter provider was registered before the client is built; `{ tracerProvider,
+   * meterProvider }` to report elsewhere; `false` off.
+   */
+  telemetry?: boolean | TelemetryOptions;
 }
 
 export interface Client {
@@ -130,6 +147,12 @@ export interface Client {
   dispatcher(service?: string, options?: BalancedDispatcherOptions): BalancedDispatcher;
   /** A snapshot of every service and peer the client knows. */
   stats(): ClientStats;
+  /**
+   * Why this peer? Every peer of `service` with its load and exclusions, and dry-run picks on the
+   * live state: the candidates compared and the share each peer would get now. Starts watching
+   * `service` if this client never called it.
+   */
+  explain(service: string, options?: ExplainOptions): Explanation;
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   once<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
   off<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client;
@@ -193,6 +216,8 @@ class BalancingClient implements Client, CallContext {
   readonly clock: () => number;
   readonly events: ClientEvents;
   readonly deadlines: DeadlineQueue;
+  /** Undefined when there is nothing to report to (see `ClientOptions.telemetry`). */
+  readonly telemetry: ClientTelemetry | undefined;
   private readonly serviceContext: ServiceContext;
   private readonly services = new Map<string, ServicePeers>();
   private readonly registry: Registry;
@@ -217,6 +242,8 @@ class BalancingClient implements Client, CallContext {
       options.loadMetric !== undefined
         ? validateLoadMetric('loadMetric', options.loadMetric)
         : (balancer.metric ?? peakEwma());
+    optionalObject(options.loadReports, 'loadReports');
+    const loadReports = options.loadReports === false ? undefined : new ServerLoadBoard(options.loadReports);
     optionalObject(options.breaker, 'breaker');
     const breakers = options.breaker === false ? undefined : new BreakerFactory(options.breaker, 'breaker');
     optionalObject(options.outlier, 'outlier');
@@ -256,6 +283,8 @@ class BalancingClient implements Client, CallContext {
       allowZero: true,
     });
     this.headerSteps = this.propagateDeadline ? [deadlineHeaderStep(this.deadlineAllowanceMs)] : [];
+    const otel = instrumentation(CLIENT_SCOPE, clientVersion(), options.telemetry, 'telemetry');
+    this.telemetry = otel === undefined ? undefined : new ClientTelemetry(otel, () => this.services.values(), this.clock);
     this.events = new ClientEvents(logger);
     this.deadlines = new DeadlineQueue((err) =>
       logger.warn(`deadline handling threw: ${(err as Error)?.message ?? String(err)}`),
@@ -264,6 +293,7 @@ class BalancingClient implements Client, CallContext {
       registry: this.registry,
       balancer,
       metric,
+      loadReports,
       breakers,
       outlier,
       panicThreshold,
@@ -312,6 +342,10 @@ class BalancingClient implements Client, CallContext {
     return { closed: this.closed, services };
   }
 
+  explain(service: string, options?: ExplainOptions): Explanation {
+    return explainService(this.service(service), this.clock(), this.random, options);
+  }
+
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): Client {
     this.events.on(event, listener);
     return this;
@@ -335,6 +369,7 @@ class BalancingClient implements Client, CallContext {
   private async shutdown(): Promise<void> {
     const closing = [...this.services.values()].map((svc) => svc.close());
     this.serviceContext.breakers?.close();
+    this.telemetry?.close();
     // Calls still in flight keep their deadlines; timers that serve none go now.
     this.deadlines.close();
     await Promise.all(closing);

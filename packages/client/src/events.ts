@@ -93,6 +93,11 @@ export class ClientEvents {
 
   constructor(private readonly logger: RegistryLogger) {}
 
+  /** Reports a problem that must not break the request path (e.g. a caller's handler that threw). */
+  warn(message: string, error: unknown): void {
+    this.logger.warn(`${message}: ${(error as Error)?.message ?? String(error)}`);
+  }
+
   on<K extends ClientEventName>(event: K, listener: (...args: ClientEventMap[K]) => void): void {
     if (typeof listener !== 'function') throw new TypeError('listener must be a function');
     // Copy on write: an emit in progress keeps iterating the array it started with.

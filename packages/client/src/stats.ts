@@ -1,5 +1,7 @@
 import { NO_HEDGES, type HedgeStats } from './hedging/service-hedging.js';
+import type { PeerLoadReport } from './balancer/index.js';
 import type { BreakerState } from './resilience/index.js';
+import { exclusionsOf, type ExclusionReason } from './peers/exclusions.js';
 import type { ServicePeers } from './peers/service-peers.js';
 
 export interface PeerStats {
@@ -19,11 +21,15 @@ export interface PeerStats {
   readonly avoidedForMs: number | undefined;
   /** Whether the peer is in the current picker. */
   readonly eligible: boolean;
+  /** Why it is not picked now (empty: it can be); the names `explain()` and the metrics use. */
+  readonly excluded: readonly ExclusionReason[];
   /** Attempts sent to it, and those that failed (error, 5xx, 429). */
   readonly requests: number;
   readonly failures: number;
   /** Whether its connection pool has been created (it is created on first use). */
   readonly poolOpen: boolean;
+  /** The last load report the peer sent (`endpoint-load-metrics`), if any, with its age. */
+  readonly loadReport?: PeerLoadReport | undefined;
 }
 
 export interface ServiceStats {
@@ -50,6 +56,9 @@ export interface ServiceStats {
   readonly retries: number;
   /** Hedged requests: hedges sent, hedges that answered first, attempts aborted for another's answer. */
   readonly hedges: HedgeStats;
+  /** Peers taken out by outlier detection, and registry errors, since the service was first called. */
+  readonly ejections: number;
+  readonly registryErrors: number;
   readonly peers: readonly PeerStats[];
 }
 
@@ -76,6 +85,8 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
     failures: svc.counters.failures,
     retries: svc.counters.retries,
     hedges: svc.hedging?.stats() ?? NO_HEDGES,
+    ejections: svc.counters.ejections,
+    registryErrors: svc.watch.errorCount,
     peers: svc.peerList.map((peer) => {
       const until = svc.ejectedUntil(peer);
       return {
@@ -89,9 +100,11 @@ export function serviceStats(svc: ServicePeers, now: number): ServiceStats {
         ejectedForMs: until === undefined ? undefined : Math.max(0, until - now),
         avoidedForMs: peer.avoidUntil > now ? peer.avoidUntil - now : undefined,
         eligible: eligible.has(peer.id),
+        excluded: exclusionsOf(svc, peer, now),
         requests: peer.requests,
         failures: peer.failures,
         poolOpen: peer.transportIfMade !== undefined && peer.transportIfMade.created && !peer.transportIfMade.retired,
+        loadReport: peer.serverLoad?.snapshot(now),
       };
     }),
   };

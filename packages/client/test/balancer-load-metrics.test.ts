@@ -61,7 +61,7 @@ describe('peakEwma', () => {
 
   it('moves towards a lower sample with weight 1 - exp(-elapsed/decayMs)', () => {
     const decayMs = 10_000;
-    const t = tracker({ decayMs, warmupSamples: 0 });
+    const t = tracker({ decayMs, warmupSamples: 0, staleSamples: 0 });
     t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
     t.start(0)({ kind: 'success', latencyMs: 10 }, 1000);
     const keep = Math.exp(-1000 / decayMs);
@@ -70,7 +70,7 @@ describe('peakEwma', () => {
   });
 
   it('averages a new peer\'s first samples, capped, so one cold request does not exile it (mesh report)', () => {
-    const t = tracker({ priorMs: 12, decayMs: 10_000 });
+    const t = tracker({ priorMs: 12, decayMs: 10_000, staleSamples: 0 });
     // Cold start: connection set-up and the peer's own warm-up make the first answer slow.
     t.start(0)({ kind: 'success', latencyMs: 120 }, 0);
     expect(t.estimateMs(0)).toBe(24); // capped at penaltyFactor (2) x prior
@@ -121,7 +121,7 @@ describe('peakEwma', () => {
   });
 
   it('treats our own aborts as censored samples: may raise, never lower', () => {
-    const t = tracker({ decayMs: 1e12 });
+    const t = tracker({ decayMs: 1e12, staleSamples: 0 });
     t.start(0)({ kind: 'success', latencyMs: 100 }, 0);
     t.start(0)({ kind: 'failure', reason: 'aborted', latencyMs: 5 }, 10);
     expect(t.estimateMs(10)).toBeCloseTo(100, 6);
@@ -224,7 +224,7 @@ describe('peakEwma trackers in one shared table', () => {
   const success = (latencyMs: number) => ({ kind: 'success', latencyMs }) as const;
 
   it('keeps a released tracker working on its own copy, and gives its slot to the next tracker', () => {
-    const metric = peakEwma({ warmupSamples: 0, decayMs: 1e12, priorMs: 100 });
+    const metric = peakEwma({ warmupSamples: 0, decayMs: 1e12, priorMs: 100, staleSamples: 0 });
     const a = metric.create() as PeakEwmaTracker;
     a.start(0)(success(30), 0);
     const pending = a.start(0);
@@ -246,7 +246,8 @@ describe('peakEwma trackers in one shared table', () => {
   });
 
   it('picks exactly as reading each tracker would, also after peers leave and slots are reused', () => {
-    const balancer = p2c();
+    // staleSamples: 0 so that estimates keep the plain time decay this test reasons with.
+    const balancer = p2c({ metric: peakEwma({ staleSamples: 0 }) });
     const peers = makePeers(40, balancer.metric!);
     const rng = seededRandom(5);
     for (const [i, peer] of peers.entries()) {

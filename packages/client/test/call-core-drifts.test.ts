@@ -4,7 +4,16 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { fetch, request } from 'undici';
-import { createClient, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
+import {
+  createClient,
+  leastRequestsLoad,
+  roundRobin,
+  seededRandom,
+  type Client,
+  type ClientOptions,
+  type LoadMetric,
+  type Outcome,
+} from '../src/index.js';
 import type { HeaderStep } from '../src/call/context.js';
 import { deadPort, startPeer, TestRegistry, type Handler, type TestPeer } from './support/client-testkit.js';
 
@@ -146,4 +155,38 @@ describe('seams of the call loop', () => {
       if (door !== 'request()') expect(s.timeLeft).toBe(Number.POSITIVE_INFINITY);
     }
   });
+
+  it.each(DOORS)("each attempt's outcome carries the answer's status and headers, where load reports will be read (%s)", async (door) => {
+    const seen: Array<{ kind: string; statusCode?: number; load?: unknown }> = [];
+    // A load metric sees every completion: the outcome the call loop reports in attempt.done().
+    const base = leastRequestsLoad();
+    const metric: LoadMetric = {
+      name: 'spy',
+      create: () => {
+        const tracker = base.create();
+        return {
+          load: (now: number) => tracker.load(now),
+          get inFlight() {
+            return tracker.inFlight;
+          },
+          start: (now: number) => {
+            const complete = tracker.start(now);
+            return (outcome, at) => {
+              const o = outcome as Outcome & { statusCode?: number; headers?: Record<string, unknown> };
+              seen.push({ kind: o.kind, statusCode: o.statusCode, load: o.headers?.['endpoint-load-metrics'] });
+              complete(outcome, at);
+            };
+          },
+        };
+      },
+    };
+    const reporting: Handler = (_req, res) => {
+      res.setHeader('endpoint-load-metrics', 'TEXT cpu_utilization=0.3');
+      res.end('ok');
+    };
+    const { client } = await cluster([reporting], 0, { loadMetric: metric });
+    expect((await call(client, door)).status).toBe(200);
+    expect(seen).toEqual([{ kind: 'success', statusCode: 200, load: 'TEXT cpu_utilization=0.3' }]);
+  });
 });
+

@@ -137,6 +137,27 @@ describe('client.dispatcher()', () => {
     expect(client.stats().services.users!.retries).toBe(1);
   });
 
+  it('a handler that throws while its call fails is logged, never an unhandled rejection', async () => {
+    const warnings: string[] = [];
+    const { client, registry } = await cluster(0, { logger: { warn: (m: string) => warnings.push(m) } });
+    await registry.add('users', { id: 'users-dead', port: await deadPort() });
+    const dispatcher = client.dispatcher('users');
+    const failed = new Promise<void>((resolve) => {
+      dispatcher.dispatch(
+        { origin: 'http://users', path: '/', method: 'GET' },
+        {
+          onRequestStart: () => {},
+          onResponseError: () => {
+            resolve();
+            throw new Error('handler bug');
+          },
+        },
+      );
+    });
+    await failed;
+    await vi.waitFor(() => expect(warnings.some((w) => w.includes('handler bug'))).toBe(true));
+  });
+
   it('refuses new requests once closed', async () => {
     const { client } = await cluster(1);
     const dispatcher = client.dispatcher('users');

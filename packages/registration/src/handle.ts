@@ -34,6 +34,11 @@ export interface StartedService extends ServiceHandle {
   readonly url: string;
   /** The serving steps' counters (e.g. `deadline.expired`: requests answered 504 with no time left). */
   stats(): ServingStats;
+  /**
+   * The load this instance reports on its answers (event-loop utilization 0..1 over the report's
+   * window, requests in flight), or undefined with `serving: { loadReport: false }`.
+   */
+  load(): { utilization: number; inFlight: number } | undefined;
 }
 
 export class RegistrationHandle implements ServiceHandle {
@@ -120,5 +125,13 @@ export class StartedHandle extends RegistrationHandle implements StartedService 
 
   stats(): ServingStats {
     return this.serving.stats();
+  }
+
+  load(): { utilization: number; inFlight: number } | undefined {
+    const reporter = this.serving.loadReporter;
+    if (reporter === undefined) return undefined;
+    // Rebuilt at most every refreshMs, as for an answer.
+    reporter.header();
+    return { utilization: reporter.utilization, inFlight: reporter.inFlight };
   }
 }

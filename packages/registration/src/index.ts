@@ -4,6 +4,7 @@ export type { ServiceHandle, StartedService } from './handle.js';
 export type {
   RegisterServiceOptions,
   StartServiceOptions,
+  StartWorkersOptions,
   CheckOptions,
   HttpCheckOptions,
   HealthFunction,
@@ -23,3 +24,5 @@ export type { LoadReportOptions } from './serving/load-report.js';
 export { deadlineStep } from './serving/deadline-step.js';
 export type { DeadlineOptions, DeadlineStats, DeadlineStep } from './serving/deadline-step.js';
 export { TIMEOUT_HEADER, currentDeadline, runWithDeadline, timeLeftMs, RequestDeadline } from '@peerlb/deadline';
+export type { ServiceCluster, WorkerInfo, ClusterEvents } from './workers/cluster-primary.js';
+export type { WorkerRestartOptions } from './workers/worker-options.js';

@@ -118,6 +118,17 @@ export interface StartServiceOptions extends Omit<RegisterServiceOptions, 'port'
   serving?: import('./serving/serving-steps.js').ServingOptions;
 }
 
+/** `startService` run as node:cluster workers. */
+export interface StartWorkersOptions extends StartServiceOptions {
+  /**
+   * Run the service as this many node:cluster workers (`'auto'`: one per CPU), each its own
+   * instance on its own port. The primary process supervises them; see `ServiceCluster`.
+   */
+  workers: number | 'auto';
+  /** How the primary restarts a dead worker. */
+  workerRestart?: import('./workers/worker-options.js').WorkerRestartOptions;
+}
+
 /** Everything a `Registration` needs, checked and defaulted. The port is filled in when known. */
 export interface RegistrationConfig {
   id: string;

@@ -110,8 +110,9 @@ function listenOnce(server: Server, port: number, host: string | undefined, sign
     server.once('listening', onListening);
     server.once('error', onError);
     signal?.addEventListener('abort', onAbort, { once: true });
-    if (host === undefined) server.listen(port);
-    else server.listen(port, host);
+    // exclusive: in a node:cluster worker, listen itself rather than share the primary's socket,
+    // so each worker is its own instance on its own port (no effect outside a cluster).
+    server.listen(host === undefined ? { port, exclusive: true } : { port, host, exclusive: true });
   });
 }
 

@@ -1,18 +1,21 @@
+import cluster from 'node:cluster';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Server as HttpsServer } from 'node:https';
-import { SCHEME_META_KEY } from '@peerlb/registry';
+import { consoleLogger, InvalidOptionsError, SCHEME_META_KEY } from '@peerlb/registry';
 import { closeServer } from './close-server.js';
 import { drain, InFlight } from './drain.js';
 import { StartedHandle, type StartedService } from './handle.js';
 import { answerHealth, pathOf } from './health-endpoint.js';
 import { createInstanceId } from './instance-id.js';
 import { isLeaving } from './lifecycle.js';
-import { normaliseStartOptions, type StartConfig, type StartServiceOptions } from './options.js';
+import { normaliseStartOptions, type StartConfig, type StartServiceOptions, type StartWorkersOptions } from './options.js';
 import { listenOnPort } from './port.js';
 import { processHooks, type HookParticipant } from './process-hooks.js';
 import { createRequestRateLimiter, type RequestRateLimiter } from './rate-limit/caller-limiter.js';
 import { Registration } from './registration.js';
 import { createServing, type Serving } from './serving/serving-middleware.js';
+import { startPrimary, type ServiceCluster, type WorkerMessage } from './workers/cluster-primary.js';
+import { resolveRestart, resolveWorkerCount, workerIndexFromEnv, workerMeta } from './workers/worker-options.js';
 
 /** How long a crashing process gives deregistration before it exits anyway. */
 const CRASH_DEREGISTER_BUDGET_MS = 2_000;
@@ -24,7 +27,64 @@ const CRASH_DEREGISTER_BUDGET_MS = 2_000;
  *
  * If listening or registration fails, the server is closed and nothing stays registered.
  */
-export async function startService(options: StartServiceOptions): Promise<StartedService> {
+/**
+ * With `workers`: in the primary process, forks the workers and resolves with the
+ * `ServiceCluster` once each registered; in each worker (node:cluster runs the same program),
+ * starts that worker's own instance and resolves with its `StartedService`.
+ */
+export function startService(options: StartWorkersOptions): Promise<StartedService | ServiceCluster>;
+export function startService(options: StartServiceOptions): Promise<StartedService>;
+export async function startService(options: StartServiceOptions | StartWorkersOptions): Promise<StartedService | ServiceCluster> {
+  if (options !== null && typeof options === 'object' && 'workers' in options && options.workers !== undefined) {
+    return startWorkers(options);
+  }
+  return startInstance(options);
+}
+
+/**
+ * The primary supervises; a worker forked by it runs its own instance, with its index, host and
+ * pid in `meta`, on its own port, and tells the primary when it registered (or failed to).
+ */
+async function startWorkers(options: StartWorkersOptions): Promise<StartedService | ServiceCluster> {
+  const count = resolveWorkerCount(options.workers);
+  const restart = resolveRestart(options.workerRestart);
+  if (count > 1 && options.port !== undefined && options.port !== 0) {
+    throw new InvalidOptionsError('port', 'with several workers each needs its own port: give portRange, or port 0');
+  }
+  const index = workerIndexFromEnv();
+  if (cluster.isPrimary || index === undefined) {
+    // Validates everything a worker would, so a typo fails here once, not in every worker.
+    normaliseStartOptions(instanceOptions(options), createInstanceId);
+    return startPrimary({
+      service: options.service,
+      count,
+      restart,
+      handleSignals: options.handleSignals ?? true,
+      startupTimeoutMs: (options.startupTimeoutMs ?? 30_000) + 10_000,
+      stopTimeoutMs: (options.drainMs ?? 5_000) + (options.closeTimeoutMs ?? 10_000) + 5_000,
+      logger: options.logger ?? consoleLogger,
+      signal: options.signal,
+    });
+  }
+  const tell = (message: WorkerMessage) => {
+    if (process.connected) process.send?.(message);
+  };
+  try {
+    const handle = await startInstance({ ...instanceOptions(options), meta: { ...options.meta, ...workerMeta(index) } });
+    tell({ peerlb: 'worker-ready', id: handle.id, port: handle.port, url: handle.url });
+    return handle;
+  } catch (err) {
+    tell({ peerlb: 'worker-failed', message: (err as Error)?.message ?? String(err), code: (err as { code?: string })?.code });
+    throw err;
+  }
+}
+
+function instanceOptions(options: StartWorkersOptions): StartServiceOptions {
+  const { workers: _workers, workerRestart: _restart, ...rest } = options;
+  return rest;
+}
+
+async function startInstance(options: StartServiceOptions): Promise<StartedService> {
   const cfg = withSchemeMeta(normaliseStartOptions(options, createInstanceId));
   const limiter = cfg.rateLimit === undefined ? undefined : createRequestRateLimiter(cfg.rateLimit);
   const serving = createServing(cfg.serving);

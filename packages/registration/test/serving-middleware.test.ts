@@ -93,3 +93,31 @@ describe('startService serving steps', () => {
     expect((await httpRequest(`${off.url}/x`)).headers[LOAD_REPORT_HEADER]).toBeUndefined();
   });
 });
+
+describe('StartedService.load()', () => {
+  it('reads what the load report step measures; undefined when it is off', async () => {
+    const registry = new MemoryRegistry({ logger: silentLogger });
+    cleanups.push(() => registry.close());
+    const common = {
+      service: 'orders',
+      handler: (_req: IncomingMessage, res: ServerResponse) => res.end('ok'),
+      handleSignals: false,
+      logger: silentLogger,
+      drainMs: 0,
+      registry,
+    };
+    const on = await startService(common);
+    cleanups.push(() => on.close());
+    const off = await startService({ ...common, serving: { loadReport: false } });
+    cleanups.push(() => off.close());
+    await httpRequest(`${on.url}/x`);
+    const load = on.load();
+    expect(load).toBeDefined();
+    expect(load!.utilization).toBeGreaterThanOrEqual(0);
+    expect(load!.utilization).toBeLessThanOrEqual(1);
+    // The answer's 'close' may land a moment after the caller has read it.
+    for (let i = 0; i < 100 && on.load()!.inFlight !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(on.load()!.inFlight).toBe(0);
+    expect(off.load()).toBeUndefined();
+  });
+});

@@ -9,7 +9,6 @@ export {
   validateServiceName,
   validateInstanceId,
   validateCheckSpec,
-  validateDurationMs,
   validateFilter,
   matchesFilter,
   acceptInstances,
@@ -32,3 +31,4 @@ export * from './consul/index.js';
 export * from './local/index.js';
 export { openRegistry, registryFromEnv } from './open-registry.js';
 export type { RegistryConfig, RegistryFromEnvOptions } from './open-registry.js';
+export type { TelemetryOptions } from './telemetry-options.js';

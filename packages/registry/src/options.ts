@@ -64,6 +64,12 @@ export function durationOption(
   });
 }
 
+/** A duration that must be given: as `durationOption`, but leaving it out is an error naming `field`. */
+export function requiredDurationOption(field: string, value: unknown): number {
+  if (value === undefined) throw new InvalidOptionsError(field, 'is required: a positive number of milliseconds');
+  return durationOption(field, value, 0);
+}
+
 /** A byte or request count limit: an integer >= `min`, or Infinity (the default: no limit). */
 export function limitOption(field: string, value: unknown, min: number): number {
   if (value === undefined || value === Infinity) return Infinity;

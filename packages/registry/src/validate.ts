@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { InvalidOptionsError } from './errors.js';
-import { durationOption } from './options.js';
+import { requiredDurationOption } from './options.js';
 import type {
   HealthCheckSpec,
   InstanceFilter,
@@ -137,16 +137,6 @@ export function validateInstanceId(id: unknown, field = 'id'): string {
   return id;
 }
 
-/**
- * A required duration in milliseconds: > 0 and at most 2^31-1 (the timer limit).
- * @deprecated Use `durationOption(field, value, fallback)` (options.ts), the one option validator;
- * this older argument order remains for the adapters' call sites until they move.
- */
-export function validateDurationMs(value: unknown, field: string): number {
-  if (value === undefined) throw new InvalidOptionsError(field, 'is required: a positive number of milliseconds');
-  return durationOption(field, value, 0);
-}
-
 export interface NormalisedCheck {
   http?: { target: { path: string } | { url: string }; intervalMs: number; timeoutMs: number };
   ttlMs?: number;
@@ -164,11 +154,11 @@ export function validateCheckSpec(check: HealthCheckSpec | undefined, field = 'c
   if (check.http !== undefined) {
     const http = check.http;
     if (http === null || typeof http !== 'object') throw new InvalidOptionsError(`${field}.http`, 'must be an object');
-    const intervalMs = validateDurationMs(http.intervalMs, `${field}.http.intervalMs`);
+    const intervalMs = requiredDurationOption(`${field}.http.intervalMs`, http.intervalMs);
     const timeoutMs =
       http.timeoutMs === undefined
         ? Math.min(10_000, intervalMs)
-        : validateDurationMs(http.timeoutMs, `${field}.http.timeoutMs`);
+        : requiredDurationOption(`${field}.http.timeoutMs`, http.timeoutMs);
     if (http.path !== undefined && http.url !== undefined) {
       throw new InvalidOptionsError(`${field}.http`, 'give path or url, not both');
     }
@@ -193,12 +183,9 @@ export function validateCheckSpec(check: HealthCheckSpec | undefined, field = 'c
     }
     out.http = { target, intervalMs, timeoutMs };
   }
-  if (check.ttlMs !== undefined) out.ttlMs = validateDurationMs(check.ttlMs, `${field}.ttlMs`);
+  if (check.ttlMs !== undefined) out.ttlMs = requiredDurationOption(`${field}.ttlMs`, check.ttlMs);
   if (check.deregisterCriticalAfterMs !== undefined) {
-    out.deregisterCriticalAfterMs = validateDurationMs(
-      check.deregisterCriticalAfterMs,
-      `${field}.deregisterCriticalAfterMs`,
-    );
+    out.deregisterCriticalAfterMs = requiredDurationOption(`${field}.deregisterCriticalAfterMs`, check.deregisterCriticalAfterMs);
   }
   return out;
 }

@@ -315,9 +315,9 @@ function peerFrame(p: PeerStats, label: string): PeerFrame {
   };
 }
 
-// The server-reported event-loop load is being added to the stats in parallel work; until its
-// name is settled, show the first of these that carries a number, and nothing otherwise.
-const LOAD_FIELDS = ['reportedLoad', 'eventLoopLoad', 'eventLoopUtilization', 'utilization'] as const;
+// The server-reported event-loop load: a peer's `loadReport` in client stats (issue 14,
+// `{ utilization, ... }`); the other names are kept for stats that carry a bare number.
+const LOAD_FIELDS = ['loadReport', 'reportedLoad', 'eventLoopLoad', 'eventLoopUtilization', 'utilization'] as const;
 
 function reportedLoad(stats: object | undefined): number | null {
   if (stats === undefined) return null;

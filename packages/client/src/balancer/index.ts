@@ -10,7 +10,11 @@ export type {
 } from './types.js';
 export { leastRequestsLoad, peakEwma, InFlightTracker, PeakEwmaTracker, validateLoadMetric } from './load-metrics.js';
 export type { PeakEwmaOptions } from './load-metrics.js';
-export { p2c, trackerLoads, twoChoices } from './p2c.js';
+export { p2c, trackerLoads, twoChoices, withServerLoad } from './p2c.js';
+export { LOAD_REPORT_HEADER, parseLoadReport } from './load-report.js';
+export type { LoadReport } from './load-report.js';
+export { ServerLoadBoard, PeerServerLoad } from './server-load.js';
+export type { LoadReportOptions, PeerLoadReport } from './server-load.js';
 export type { LoadsOf } from './p2c.js';
 export type { P2cOptions } from './p2c.js';
 export { leastRequests } from './least-requests.js';

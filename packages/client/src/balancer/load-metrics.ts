@@ -1,5 +1,15 @@
 import { InvalidOptionsError, numberOption, optionsObject } from '@peerlb/registry';
-import { DetachedEwma, ESTIMATE, EwmaTable, IN_FLIGHT, STAMP, type EwmaState, type PeakEwmaConfig } from './ewma-table.js';
+import {
+  DetachedEwma,
+  ESTIMATE,
+  EwmaTable,
+  IN_FLIGHT,
+  PENALISED,
+  STAMP,
+  type EwmaState,
+  type EwmaTraffic,
+  type PeakEwmaConfig,
+} from './ewma-table.js';
 import type { LoadMetric, LoadReader, LoadTracker, Outcome, PickablePeer } from './types.js';
 
 /**
@@ -57,10 +67,20 @@ export interface PeakEwmaOptions {
    * prior) before peak sensitivity applies. Default 3; 0 turns warm-up off.
    */
   warmupSamples?: number;
+  /**
+   * Equal shares: an estimate above the typical latency (the prior) is pulled back towards it
+   * once it is stale, with a time constant of this many samples' worth of the metric's traffic
+   * per live peer. Without it, of two identical peers the one not picked keeps an old (often
+   * cold-start) estimate for about decayMs and the other takes every call (4/16 over 20
+   * sequential calls, issue 14). Scaled by traffic, a slow peer is probed again about once per
+   * staleSamples x peers calls, so a degraded peer's share stays small. Default 8; 0 turns it off.
+   */
+  staleSamples?: number;
 }
 
 
 const DEFAULT_PRIOR_MS = 100;
+const MIN_SAMPLE_WEIGHT = 1 / 16;
 
 /**
  * Peak-EWMA (Finagle, linkerd): cost = latency estimate × (in flight + 1).
@@ -110,7 +130,19 @@ export function peakEwma(options?: PeakEwmaOptions): LoadMetric {
     };
   }
   const warmupSamples = numberOption(`${field}.warmupSamples`, o.warmupSamples, 3, { min: 0, integer: true });
-  const config: PeakEwmaConfig = { decayMs, prior, penaltyMs, penaltyFactor, maxPenaltyMs, warmupSamples, learn };
+  const staleSamples = numberOption(`${field}.staleSamples`, o.staleSamples, 8, { min: 0 });
+  const traffic: EwmaTraffic = { gapMs: Number.POSITIVE_INFINITY, lastAt: Number.NaN, live: 0 };
+  const config: PeakEwmaConfig = {
+    decayMs,
+    prior,
+    penaltyMs,
+    penaltyFactor,
+    maxPenaltyMs,
+    warmupSamples,
+    staleSamples,
+    traffic,
+    learn,
+  };
   return new PeakEwmaMetric(config);
 }
 
@@ -209,20 +241,24 @@ export class PeakEwmaTracker implements LoadTracker {
   #record(outcome: Outcome, now: number): void {
     const observed = sanitise(outcome.latencyMs);
     const config = this.#table.config;
+    noteSample(config.traffic, now);
     if (outcome.kind === 'success') {
       if (this.#warm < config.warmupSamples) {
         this.#warmUp(Math.min(observed, config.penaltyFactor * config.prior()), now);
+        this.#table.set(this.#slot, PENALISED, 0);
         config.learn?.(observed);
         return;
       }
       config.learn?.(observed);
       this.#observe(observed, now, false);
+      this.#table.set(this.#slot, PENALISED, 0);
     } else if (outcome.reason === 'aborted') {
       this.#observe(observed, now, true);
     } else {
       const current = this.estimateMs(now);
       const penalty = Math.min(config.maxPenaltyMs, Math.max(config.penaltyMs, config.penaltyFactor * current));
       this.#observe(Math.max(observed, penalty), now, false);
+      this.#table.set(this.#slot, PENALISED, 1);
     }
   }
 
@@ -257,12 +293,21 @@ export class PeakEwmaTracker implements LoadTracker {
       table.set(slot, ESTIMATE, sample);
     } else {
       const elapsed = Math.max(0, now - stamp);
-      const keep = Math.exp(-elapsed / table.config.decayMs);
+      // Each sample weighs at least MIN_SAMPLE_WEIGHT: a peer called many times a millisecond
+      // follows its latency within a few dozen samples, not only after decayMs of wall time.
+      const keep = Math.min(1 - MIN_SAMPLE_WEIGHT, Math.exp(-elapsed / table.config.decayMs));
       table.set(slot, ESTIMATE, current * keep + sample * (1 - keep));
     }
     // A clock that steps back must not make the next decay larger.
     table.set(slot, STAMP, first ? now : Math.max(stamp, now));
   }
+}
+
+/** Count-weighted mean of the gap between samples: follows a change of traffic in ~16 samples. */
+function noteSample(traffic: EwmaTraffic, now: number): void {
+  const gap = now - traffic.lastAt;
+  if (gap >= 0) traffic.gapMs = Number.isFinite(traffic.gapMs) ? traffic.gapMs + (gap - traffic.gapMs) / 16 : gap;
+  if (!(now < traffic.lastAt)) traffic.lastAt = now;
 }
 
 function sanitise(ms: number): number {

@@ -1,5 +1,5 @@
 import { peakEwma, validateLoadMetric } from './load-metrics.js';
-import { optionsObject } from '@peerlb/registry';
+import { booleanOption, optionsObject } from '@peerlb/registry';
 import { ALL_EXCLUDED, NO_PEERS, snapshotOf } from './pick-results.js';
 import { sampleIndex } from './sample.js';
 import type { Balancer, LoadMetric, LoadReader, PickablePeer, PickContext, Picker, PickResult } from './types.js';
@@ -7,6 +7,11 @@ import type { Balancer, LoadMetric, LoadReader, PickablePeer, PickContext, Picke
 export interface P2cOptions {
   /** How peers are tracked and compared. Default `peakEwma()`. */
   metric?: LoadMetric;
+  /**
+   * Combine each peer's cost with the event-loop load it reports (see `loadReports` of
+   * `createClient`): cost x exp(gain x (utilization - typical)). Default true.
+   */
+  serverLoad?: boolean;
 }
 
 /**
@@ -18,7 +23,8 @@ export function p2c(options?: P2cOptions): Balancer {
   const o = optionsObject('p2c', options);
   const metric = o.metric === undefined ? peakEwma() : validateLoadMetric('p2c.metric', o.metric);
   // The metric's own fast path when it has one (peak-EWMA reads its shared table), else trackers.
-  const loads: LoadsOf = metric.loadsOf === undefined ? trackerLoads : (peers) => metric.loadsOf!(peers) ?? trackerLoads(peers);
+  const own: LoadsOf = metric.loadsOf === undefined ? trackerLoads : (peers) => metric.loadsOf!(peers) ?? trackerLoads(peers);
+  const loads = booleanOption('p2c.serverLoad', o.serverLoad, true) ? withServerLoad(own) : own;
   return {
     name: 'p2c',
     metric,
@@ -34,6 +40,27 @@ export const trackerLoads: LoadsOf = (peers) => {
   const trackers = peers.map((peer) => peer.tracker);
   return (i, now) => trackers[i]!.load(now);
 };
+
+/**
+ * A peer's own-view cost times what its load report says (`PeerServerLoad.factor`). Peers get
+ * their report state on their first report, and the client rebuilds the picker then, so a
+ * snapshot of peers that never reported reads nothing more than `inner`.
+ */
+export function withServerLoad(inner: LoadsOf): LoadsOf {
+  return (peers) => {
+    const base = inner(peers);
+    const states = peers.map((peer) => peer.serverLoad);
+    if (states.every((state) => state === undefined)) return base;
+    return (i, now) => {
+      const load = base(i, now);
+      const state = states[i];
+      return state === undefined ? load : load * state.factor(now);
+    };
+  };
+}
+
+/** How much less loaded the second draw must be to win (issue 14: equal shares). */
+const TIE_MARGIN = 1.15;
 
 /**
  * P2C over a snapshot of `input`; `loadsOf` says how to read a peer's load (lower wins).
@@ -52,8 +79,10 @@ export function twoChoices<P extends PickablePeer>(input: readonly P[], loadsOf:
       const a = sampleIndex(peers, ctx.exclude, ctx.random);
       if (a < 0) return ALL_EXCLUDED;
       const b = sampleIndex(peers, ctx.exclude, ctx.random, a);
-      // Ties go to `a`, itself a uniform draw, so equal peers share traffic evenly.
-      const winner = b >= 0 && loadAt(b, ctx.now) < loadAt(a, ctx.now) ? b : a;
+      if (ctx.compared !== undefined) ctx.compared.push(...(b >= 0 ? [peers[a]!, peers[b]!] : [peers[a]!]));
+      // Near-ties go to `a`, itself a uniform draw, so equal peers share traffic evenly: `b` must be
+      // clearly less loaded. Latency noise between identical peers then does not pick a favourite.
+      const winner = b >= 0 && loadAt(b, ctx.now) * TIE_MARGIN < loadAt(a, ctx.now) ? b : a;
       return { kind: 'peer', peer: peers[winner]! };
     },
   };

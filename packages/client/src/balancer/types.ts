@@ -1,4 +1,5 @@
 import type { ServiceInstance } from '@peerlb/registry';
+import type { PeerServerLoad } from './server-load.js';
 
 /** How one request to a peer ended, as far as load and health tracking care. */
 export type Outcome =
@@ -45,6 +46,8 @@ export interface PickablePeer {
   readonly id: string;
   readonly instance: ServiceInstance;
   readonly tracker: LoadTracker;
+  /** The load this peer reports on its answers (`endpoint-load-metrics`), once it has sent one. */
+  readonly serverLoad?: PeerServerLoad | undefined;
 }
 
 export interface PickContext {
@@ -56,6 +59,11 @@ export interface PickContext {
   readonly exclude?: ReadonlySet<string>;
   /** Affinity key for consistent hashing (ignored by other pickers). */
   readonly key?: string;
+  /**
+   * Set by `client.explain()` only: a picker that compares candidates (P2C) pushes the ones it
+   * compared here, so the explanation shows them with their loads. Pickers may ignore it.
+   */
+  readonly compared?: PickablePeer[];
 }
 
 export type PickResult<P extends PickablePeer> =

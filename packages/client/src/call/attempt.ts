@@ -1,3 +1,4 @@
+import { LOAD_REPORT_HEADER } from '../balancer/index.js';
 import type { PeerBreaker } from '../resilience/index.js';
 import type { Peer } from '../peers/peer.js';
 import type { ServicePeers } from '../peers/service-peers.js';
@@ -11,10 +12,14 @@ export interface AttemptOwner {
   readonly deadlines: DeadlineQueue;
   /** Sends the attempt through the front door's transport. */
   send(attempt: Attempt): void;
+  /** Telemetry hears every attempt's outcome (undefined: no telemetry). */
+  attemptEnded?(attempt: Attempt, outcome: AttemptOutcome): void;
   /** The attempt failed before an answer came: refused by its breaker, a transport error, a timeout. */
   attemptFailed(attempt: Attempt, error: unknown): void;
   /** The attempt's own timeout (`attemptTimeoutMs`) passed before its response headers came. */
   attemptTimedOut(attempt: Attempt): void;
+  /** Something the door threw where no caller up the stack would catch it (a caller's handler). */
+  reportThrown(error: unknown): void;
 }
 
 const NO_BREAKER = 0;
@@ -42,6 +47,8 @@ export class Attempt implements Deadline {
   isAnswered = false;
   /** `done` ran: every listener has heard how the attempt ended. */
   settled = false;
+  /** Its OpenTelemetry span (opaque here, see `CallTelemetry`), when the call is traced. */
+  span: object | undefined = undefined;
   // Abort signal, read by undici.
   aborted = false;
   reason: unknown = undefined;
@@ -94,12 +101,14 @@ export class Attempt implements Deadline {
       return outcome;
     });
     this.#judged = judged.then(noop, noop);
-    judged.catch((err: unknown) => {
-      if (started) return;
-      // Refused (open, its trial taken, shut down): nothing was sent, the breaker has nothing to hear.
-      this.#guard = NO_BREAKER;
-      owner.attemptFailed(this, err);
-    });
+    judged
+      .catch((err: unknown) => {
+        if (started) return;
+        // Refused (open, its trial taken, shut down): nothing was sent, the breaker has nothing to hear.
+        this.#guard = NO_BREAKER;
+        owner.attemptFailed(this, err);
+      })
+      .catch((err: unknown) => owner.reportThrown(err));
   }
 
   /** The response headers came: the per-attempt timeout no longer applies. */
@@ -122,6 +131,10 @@ export class Attempt implements Deadline {
     this.#completion = undefined;
     completion?.(outcome, now);
     owner.svc.record(this.peer, outcome, now);
+    // The peer's own view of its load, when its answer carried one (both front doors land here).
+    const headers = outcome.headers;
+    if (headers !== undefined) owner.svc.loadReport(this.peer, headers[LOAD_REPORT_HEADER], now);
+    owner.attemptEnded?.(this, outcome);
     if (this.#guard === DIRECT) {
       if (outcome.kind === 'success') {
         this.#breaker!.succeeded();

@@ -46,6 +46,7 @@ import { errorOutcome, isFailureStatus, statusOutcome } from './outcome.js';
 import { CallHedger, type HedgeHost } from '../hedging/call-hedger.js';
 import { ServiceHedging } from '../hedging/service-hedging.js';
 import { noPeersError, pickPeer, type PickState } from './pick.js';
+import type { AttemptOutcome } from './outcome.js';
 
 /** A caller's abort that is a timeout (`AbortSignal.timeout()`): a hung peer's fault, like our deadline. */
 export function isTimeoutReason(reason: unknown): boolean {
@@ -74,6 +75,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   /** Attempts launched as hedges (how a winner is told from the first attempt or a retry). */
   private hedges: Attempt[] | undefined;
   private onParentAbort: (() => void) | undefined;
+  /** The call's span (undefined when not traced); ended, and cleared, when the call is over. */
+  private trace: object | undefined;
+  /** The attempt whose answer was handed over, for the call's span. */
+  private delivered: Attempt | undefined;
+  private deliveredStatus: number | undefined;
+  private failure: unknown;
 
   constructor(
     readonly ctx: CallContext,
@@ -98,6 +105,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   protected begin(now: number): void {
     this.svc.counters.requests++;
     this.ctx.budget?.deposit(now);
+    this.trace = this.ctx.telemetry?.startCall(this.svc.service, this.spec.method);
     if (this.spec.timeoutMs !== Infinity) this.ctx.deadlines.add(this, this.spec.timeoutMs);
     const parent = this.spec.parentSignal;
     if (parent !== undefined) {
@@ -148,6 +156,10 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   /** Starts an attempt on `peer` (the first, a retry, or a hedge). */
   protected launch(peer: Peer, now: number): void {
     const attempt = this.newAttempt(peer, this.attempts.length + 1, now);
+    this.svc.recentPicks.add(peer.id, attempt.number, now);
+    if (this.trace !== undefined) {
+      attempt.span = this.ctx.telemetry!.startAttempt(this.trace, peer, attempt.number, this.spec.method, this.spec.path);
+    }
     this.attempts.push(attempt);
     attempt.begin(this.ctx.attemptTimeoutMs);
   }
@@ -178,6 +190,8 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.ended = true;
     const hedger = this.hedger;
     if (hedger !== undefined) this.hedgeAnswered(hedger, attempt, statusCode);
+    this.delivered = attempt;
+    this.deliveredStatus = statusCode;
     this.abortOthers(attempt);
     return true;
   }
@@ -208,7 +222,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     this.lastError = error;
     // Wait for the breaker's verdict, so the state the caller sees next reflects this failure.
     if (judged === undefined) this.afterFailure(attempt, error, failure);
-    else void judged.then(() => this.afterFailure(attempt, error, failure));
+    else {
+      // Here nothing up the stack would catch what the door throws (a caller's handler): report it.
+      judged
+        .then(() => this.afterFailure(attempt, error, failure))
+        .catch((err: unknown) => this.reportThrown(err));
+    }
   }
 
   attemptTimedOut(attempt: Attempt): void {
@@ -237,6 +256,10 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     if (next === undefined) return this.endWith(this.upstream(error, this.budgetRefused ? 'budget-exhausted' : 'no-other-peer'));
     this.announceRetry(attempt, error, undefined);
     this.launch(next, now);
+  }
+
+  reportThrown(error: unknown): void {
+    this.ctx.events.warn(`a call to "${this.svc.service}" threw in its front door`, error);
   }
 
   private retryDecision(phase: RetryQuestion['phase'], attempt: Attempt, now: number, statusCode: number | undefined): RetryDecision {
@@ -325,6 +348,7 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
   protected endWith(error: unknown): void {
     if (this.ended) return;
     this.ended = true;
+    this.failure = error;
     this.finish();
     this.svc.counters.failures++;
     this.failed(error);
@@ -341,6 +365,28 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const discovery = this.discovery;
     this.discovery = undefined;
     discovery?.abort();
+    const trace = this.trace;
+    if (trace !== undefined) {
+      this.trace = undefined;
+      this.ctx.telemetry!.endCall(trace, this.delivered?.peer, this.attempts.length, this.deliveredStatus, this.failure);
+    }
+  }
+
+  /** Each attempt's outcome, for telemetry (`Attempt.done` calls it). */
+  attemptEnded(attempt: Attempt, outcome: AttemptOutcome): void {
+    const telemetry = this.ctx.telemetry;
+    if (telemetry === undefined) return;
+    // The answer handed over failed with its body (cut by the deadline, reset): so did the call.
+    if (attempt === this.delivered && outcome.error !== undefined) this.failure ??= outcome.error;
+    telemetry.attemptDone(
+      attempt.span,
+      attempt.peer,
+      this.spec.method,
+      outcome.latencyMs,
+      outcome.kind === 'failure',
+      outcome.statusCode,
+      outcome.error,
+    );
   }
 
   /** Runs the header steps for `attempt`; `set` adds a header to what it sends. */
@@ -351,6 +397,12 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
       timeLeftMs: Math.max(0, this.deadlineAt - this.ctx.clock()),
     };
     for (const step of this.ctx.headerSteps) step(call, set);
+    if (attempt.span !== undefined) this.ctx.telemetry!.inject(attempt.span, set);
+  }
+
+  /** Whether `addHeaders` would add anything (the doors skip copying headers otherwise). */
+  protected addsHeaders(attempt: Attempt): boolean {
+    return this.ctx.headerSteps.length > 0 || attempt.span !== undefined;
   }
 
   private waitForDiscovery(): void {
@@ -360,22 +412,26 @@ export abstract class CallLoop<A extends Attempt = Attempt> implements Deadline,
     const waitMs = this.spec.timeoutMs === Infinity ? this.ctx.timeoutMs : this.spec.timeoutMs;
     const timer = this.spec.timeoutMs === Infinity ? setTimeout(() => controller.abort(), waitMs) : undefined;
     timer?.unref();
-    this.svc.watch.waitUntilSeen(controller.signal).then(
-      () => {
-        clearTimeout(timer);
-        this.discovery = undefined;
-        if (!this.ended) this.first(this.ctx.clock());
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        this.discovery = undefined;
-        if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
-        this.endWith(noAnswerError(this.svc, waitMs, err));
-      },
-    );
+    this.svc.watch
+      .waitUntilSeen(controller.signal)
+      .then(
+        () => {
+          clearTimeout(timer);
+          this.discovery = undefined;
+          if (!this.ended) this.first(this.ctx.clock());
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          this.discovery = undefined;
+          if (this.svc.isClosed) return this.endWith(new ClosedError('client'));
+          this.endWith(noAnswerError(this.svc, waitMs, err));
+        },
+      )
+      .catch((err: unknown) => this.reportThrown(err));
   }
 
   private announceRetry(attempt: Attempt, error: unknown, statusCode: number | undefined): void {
+    if (this.trace !== undefined) this.ctx.telemetry!.retry(this.trace, attempt.number, attempt.peer, statusCode, error);
     const events = this.ctx.events;
     if (!events.has('retry')) return;
     const base = { service: this.svc.service, peer: attempt.peer.info, attempt: attempt.number, error };

@@ -3,6 +3,7 @@ import type { ClientEvents } from '../events.js';
 import type { ServicePeers } from '../peers/service-peers.js';
 import type { HedgePolicy } from '../hedging/hedge-options.js';
 import type { DeadlineQueue } from './deadlines.js';
+import type { Peer } from '../peers/peer.js';
 
 /** What a header step sees of the call, for each attempt. */
 export interface OutgoingCall {
@@ -43,6 +44,8 @@ export interface CallContext {
   readonly propagateDeadline: boolean;
   /** Kept back from an inherited budget for the answer's way back (`deadlineAllowanceMs`). */
   readonly deadlineAllowanceMs: number;
+  /** OpenTelemetry spans and metrics; undefined (no work at all) when nothing is registered. */
+  readonly telemetry: CallTelemetry | undefined;
 }
 
 /** What a door tells the loop about one call. */
@@ -63,4 +66,31 @@ export interface CallSpec {
   readonly parentSignal: AbortSignal | undefined;
   /** `timeoutMs` is what was left of the handled request's deadline, not the call's own. */
   readonly inheritedDeadline: boolean;
+  /** The request path (query string included), for telemetry. */
+  readonly path: string;
+}
+
+/**
+ * The client's telemetry as the call loop uses it (`ClientTelemetry` implements it). Spans are
+ * opaque objects here: these declarations are public (`BalancedDispatcher`), and must not need
+ * `@opentelemetry/api`, an optional peer dependency.
+ */
+export interface CallTelemetry {
+  /** The call's span, or undefined when calls are not traced. */
+  startCall(service: string, method: string): object | undefined;
+  startAttempt(call: object, peer: Peer, number: number, method: string, path: string): object;
+  /** Adds the attempt's trace context to its request headers. */
+  inject(span: object, set: (name: string, value: string) => void): void;
+  attemptDone(
+    span: object | undefined,
+    peer: Peer,
+    method: string,
+    latencyMs: number,
+    failed: boolean,
+    statusCode: number | undefined,
+    error: unknown,
+  ): void;
+  retry(call: object, attempt: number, peer: Peer, statusCode: number | undefined, error: unknown): void;
+  endCall(call: object, peer: Peer | undefined, attempts: number, statusCode: number | undefined, error: unknown): void;
+  rateLimited(service: string): void;
 }

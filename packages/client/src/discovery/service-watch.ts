@@ -59,6 +59,7 @@ export class ServiceWatch {
   private expired = false;
   private staleSince: number | undefined;
   private lastError: Error | undefined;
+  private errors = 0;
   private updatedAt: number | undefined;
   private emptyPending = false;
   private emptyTimer: NodeJS.Timeout | undefined;
@@ -101,6 +102,11 @@ export class ServiceWatch {
 
   get error(): Error | undefined {
     return this.lastError;
+  }
+
+  /** Registry errors seen by this watch since it started (the metric `peerlb.client.registry.errors`). */
+  get errorCount(): number {
+    return this.errors;
   }
 
   /** Resolves once the registry has answered for this service at least once (or the watch closed). */
@@ -185,6 +191,7 @@ export class ServiceWatch {
 
   private onError(error: Error, at: number): void {
     this.lastError = error;
+    this.errors++;
     if (this.stale) return;
     if (!this.seen) {
       // Nothing to serve yet: waiting requests keep waiting (until their deadline) and carry

@@ -73,7 +73,10 @@ export class BalancedDispatcher extends Dispatcher {
     const deadline = admitDeadline(ctx, svc.service, Infinity);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(caller ?? '', ctx.clock());
-      if (!decision.allowed) throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) {
+        ctx.telemetry?.rateLimited(svc.service);
+        throw new RateLimitedError(caller ?? '', decision.retryAfterMs);
+      }
     }
     const now = ctx.clock();
     const replayable = isReplayableBody(options.body);
@@ -86,6 +89,7 @@ export class BalancedDispatcher extends Dispatcher {
       hedge: replayable && isIdempotentMethod(options.method) ? ctx.hedge : undefined,
       parentSignal: deadline.signal,
       inheritedDeadline: deadline.inherited,
+      path: options.path,
     };
     const prepared = headers === options.headers && body === options.body ? options : { ...options, headers, body };
     new DispatchCall(ctx, svc, spec, prepared, user, now).start(now);

@@ -234,7 +234,7 @@ export class DispatchCall extends CallLoop<DispatchAttempt> {
 
   private headersFor(attempt: DispatchAttempt): Dispatcher.DispatchOptions['headers'] {
     let headers = this.options.headers;
-    if (this.ctx.headerSteps.length === 0) return headers;
+    if (!this.addsHeaders(attempt)) return headers;
     this.addHeaders(attempt, (name, value) => {
       headers = withHeader(headers, name, value);
     });

@@ -1,5 +1,5 @@
 import { schemeOf, type ServiceInstance } from '@peerlb/registry';
-import type { LoadTracker, PickablePeer } from '../balancer/index.js';
+import type { LoadTracker, PeerServerLoad, PickablePeer } from '../balancer/index.js';
 import type { BreakerFactory, BreakerState, PeerBreaker } from '../resilience/index.js';
 import type { PeerInfo } from '../errors.js';
 import { PeerTransport, type ResolvedPoolOptions, type TransportFactory } from '../transport/index.js';
@@ -32,6 +32,8 @@ export class Peer implements PickablePeer {
   requests = 0;
   failures = 0;
   retired = false;
+  /** The load the peer reports on its answers; made on its first report. */
+  serverLoad: PeerServerLoad | undefined;
 
   constructor(
     instance: ServiceInstance,

@@ -1,5 +1,5 @@
 import type { Registry, RegistryLogger, ServiceInstance } from '@peerlb/registry';
-import { eligiblePeers, type Balancer, type LoadMetric, type Outcome, type Picker } from '../balancer/index.js';
+import { eligiblePeers, type Balancer, type LoadMetric, type Outcome, type Picker, type ServerLoadBoard } from '../balancer/index.js';
 import { ServiceWatch, type DiscoveryRules, type DiscoverySink, type DiscoveryStatus } from '../discovery/index.js';
 import {
   OutlierDetector,
@@ -12,12 +12,15 @@ import type { ClientEvents } from '../events.js';
 import type { ResolvedPoolOptions, TransportFactory } from '../transport/index.js';
 import type { ServiceHedging } from '../hedging/service-hedging.js';
 import { Peer, type PeerBreakers } from './peer.js';
+import { PickRing } from './pick-ring.js';
 
 /** Everything a service's peer set needs from the client that owns it. */
 export interface ServiceContext {
   readonly registry: Registry;
   readonly balancer: Balancer;
   readonly metric: LoadMetric;
+  /** Where peers' load reports are kept; undefined with `loadReports: false`. */
+  readonly loadReports: ServerLoadBoard | undefined;
   /** Undefined when breakers are disabled. */
   readonly breakers: BreakerFactory | undefined;
   /** False when outlier ejection is disabled. */
@@ -42,6 +45,8 @@ export interface ServiceCounters {
   /** Calls that ended in an error (not a response). */
   failures: number;
   retries: number;
+  /** Peers taken out by outlier detection. */
+  ejections: number;
 }
 
 /**
@@ -51,9 +56,11 @@ export interface ServiceCounters {
  */
 export class ServicePeers implements DiscoverySink {
   readonly watch: ServiceWatch;
-  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0 };
+  readonly counters: ServiceCounters = { requests: 0, failures: 0, retries: 0, ejections: 0 };
   /** Hedging state (latency window, credit, counters), made on the first hedged call. */
   hedging: ServiceHedging | undefined = undefined;
+  /** Where the last attempts went, for `client.explain()`. */
+  readonly recentPicks = new PickRing();
   picker: Picker<Peer>;
   /** The peers the current picker was built from. */
   eligibleList: readonly Peer[] = [];
@@ -96,6 +103,19 @@ export class ServicePeers implements DiscoverySink {
   /** Requests in flight to one peer beyond which it is not picked (Infinity: no limit). */
   get maxConcurrentPerPeer(): number {
     return this.ctx.maxConcurrentPerPeer;
+  }
+
+  /** The balancer and load metric this service's pickers are built with (for `explain`). */
+  get balancer(): Balancer {
+    return this.ctx.balancer;
+  }
+
+  get metric(): LoadMetric {
+    return this.ctx.metric;
+  }
+
+  get panicThreshold(): number {
+    return this.ctx.panicThreshold;
   }
 
   get peerList(): readonly Peer[] {
@@ -163,6 +183,16 @@ export class ServicePeers implements DiscoverySink {
     if (this.detector === undefined || peer.retired) return;
     const event = this.detector.record(peer.id, outcome, now);
     if (event) this.onOutlierEvents([event]);
+  }
+
+  /**
+   * A peer's answer carried a load report (header value as received). A peer's first report
+   * rebuilds the picker, so snapshots of peers that never report skip reports entirely.
+   */
+  loadReport(peer: Peer, headerValue: unknown, now: number): void {
+    const board = this.ctx.loadReports;
+    if (board === undefined || headerValue === undefined || peer.retired) return;
+    if (board.record(peer, headerValue, now)) this.rebuild();
   }
 
   /** The peer's pool refused a request's arguments: give the peer a fresh pool (see `replaceAfterRefusal`). */
@@ -244,6 +274,7 @@ export class ServicePeers implements DiscoverySink {
       const peer = this.peers.get(event.peerId);
       if (!peer) continue;
       if (event.type === 'ejected') {
+        this.counters.ejections++;
         this.ctx.events.emit('peer:ejected', { service: this.service, peer: peer.info, durationMs: event.ejectionMs });
       } else {
         this.ctx.events.emit('peer:restored', { service: this.service, peer: peer.info });

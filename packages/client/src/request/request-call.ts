@@ -66,7 +66,10 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
     const deadline = admitDeadline(ctx, svc.service, timeoutMs);
     if (ctx.limiter !== undefined) {
       const decision = ctx.limiter.take(prepared.caller ?? '', ctx.clock());
-      if (!decision.allowed) throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
+      if (!decision.allowed) {
+        ctx.telemetry?.rateLimited(svc.service);
+        throw new RateLimitedError(prepared.caller ?? '', decision.retryAfterMs);
+      }
     }
     const now = ctx.clock();
     const spec: CallSpec = {
@@ -78,6 +81,7 @@ export function requestCall(ctx: CallContext, options: RequestOptions): Promise<
       hedge,
       parentSignal: deadline.signal,
       inheritedDeadline: deadline.inherited,
+      path,
     };
     return new RequestCall(ctx, svc, spec, options, path, prepared.headers, body, now).promise;
   } catch (err) {
@@ -173,7 +177,7 @@ class RequestCall extends CallLoop<RequestAttempt> {
   }
 
   private headersFor(attempt: Attempt): RequestHeaders | undefined {
-    if (this.ctx.headerSteps.length === 0) return this.headers;
+    if (!this.addsHeaders(attempt)) return this.headers;
     const out: Record<string, string | number | readonly string[] | undefined> = { ...this.headers };
     this.addHeaders(attempt, (name, value) => {
       out[name] = value;
@@ -215,8 +219,9 @@ class RequestCall extends CallLoop<RequestAttempt> {
       attempt.done(bodyOutcome(body.errored, outcome));
       this.finish();
     };
-    body.once('end', done);
-    body.once('close', done);
+    // `on`, not `once`: `done` runs once anyway, and once() allocates a wrapper per listener.
+    body.on('end', done);
+    body.on('close', done);
     this.resolve({ statusCode: response.statusCode, headers: response.headers, body, peer: peer.info });
   }
 }

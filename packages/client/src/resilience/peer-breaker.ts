@@ -53,7 +53,7 @@ function noop(): void {}
  *   so opossum's own error filter, threshold and volume rules decide whether to open, and the
  *   caller sees the error only after opossum has decided. `fire()` around every call cost more
  *   than the rest of the request path (a promise chain, two timestamps and two events per call,
- *   ~10 us of CPU per request under load in the bench). The request pipeline goes further and
+ *   ~10 us of CPU per request under load in the bench). The call loop goes further and
  *   runs the call itself (`admitsDirectCall`, then `succeeded`/`failed`): no promise at all.
  *   One difference follows: a call is counted in the window when it ends, not when it starts,
  *   so the error rate is over finished calls (calls still in flight do not dilute it).

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_MAX_TIMEOUT_MS, RequestDeadline, TIMEOUT_HEADER, parseTimeout, runWithDeadline } from '@peerlb/deadline';
-import { InvalidOptionsError, validateDurationMs } from '@peerlb/registry';
+import { durationOption, InvalidOptionsError } from '@peerlb/registry';
 import { DEADLINE_EXPIRED_CODE } from '../errors.js';
 import type { ServingHandler, ServingStep } from './serving-middleware.js';
 
@@ -48,9 +48,9 @@ export interface DeadlineStep extends ServingStep {
  */
 export function deadlineStep(options: DeadlineOptions = {}, field = 'serving.deadline'): DeadlineStep {
   if (options === null || typeof options !== 'object') throw new InvalidOptionsError(field, 'must be true, false or an object');
-  const maxMs = options.maxMs === undefined ? DEFAULT_MAX_TIMEOUT_MS : validateDurationMs(options.maxMs, `${field}.maxMs`);
+  const maxMs = durationOption(`${field}.maxMs`, options.maxMs, DEFAULT_MAX_TIMEOUT_MS);
   const defaultMs =
-    options.defaultMs === undefined ? undefined : Math.min(maxMs, validateDurationMs(options.defaultMs, `${field}.defaultMs`));
+    options.defaultMs === undefined ? undefined : Math.min(maxMs, durationOption(`${field}.defaultMs`, options.defaultMs, 0));
   const stats: DeadlineStats = { withDeadline: 0, expired: 0, cancelled: 0, late: 0 };
 
   return {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { LoadReporter } from './load-report.js';
 import { builtinSteps, type ServingOptions } from './serving-steps.js';
 
 /** A node:http request handler, the shape every serving step wraps. */
@@ -38,6 +39,8 @@ export type FastifyStyleHook = (
 export interface Serving {
   /** The steps in the order they run (the load report first). */
   readonly steps: readonly ServingStep[];
+  /** What the load report step measures (undefined with `loadReport: false`). */
+  readonly loadReporter: LoadReporter | undefined;
   /** A handler that runs every step, then `handler`. */
   wrap(handler: ServingHandler): ServingHandler;
   /** The steps as Express-style middleware (register it before your routes). */
@@ -60,7 +63,8 @@ export interface Serving {
  * `servingOptions`; `extraSteps` run after them.
  */
 export function createServing(options: ServingOptions = {}, extraSteps: readonly ServingStep[] = []): Serving {
-  const steps = Object.freeze([...builtinSteps(options), ...extraSteps]);
+  const builtin = builtinSteps(options);
+  const steps = Object.freeze([...builtin.steps, ...extraSteps]);
   const nextOf = new WeakMap<IncomingMessage, (err?: unknown) => void>();
   // The Express/Fastify continuation is per request; a WeakMap keeps the composed chain built once.
   const callNext: ServingHandler = (req) => {
@@ -71,6 +75,7 @@ export function createServing(options: ServingOptions = {}, extraSteps: readonly
   const chained = composeSteps(steps, callNext);
   return {
     steps,
+    loadReporter: builtin.reporter,
     wrap: (handler) => composeSteps(steps, handler),
     express: (req, res, next) => {
       nextOf.set(req, next);

@@ -77,6 +77,10 @@ interface RawConsulClient {
     service: {
       list(options: RawCallOptions & { dc?: string }): Promise<unknown>;
     };
+    node: {
+      /** `GET /v1/catalog/node/:node`: `{ Node, Services: { [id]: ... } }`, or null for an unknown node. */
+      services(options: RawCallOptions & { node: string; dc?: string }): Promise<unknown>;
+    };
   };
   health: {
     /** With `ctx.includeResponse` this resolves `[response, body]`. */
@@ -266,6 +270,19 @@ export class ConsulApi {
     }).catch((err: unknown) => {
       if (err instanceof RegistryAuthError) return undefined;
       throw err;
+    });
+  }
+
+  /**
+   * The ids of the services the catalog holds for `node` (`GET /v1/catalog/node/:node`): one
+   * node's services, however large the services are. An unknown node holds none.
+   */
+  nodeServiceIds(node: string, datacenter: string | undefined, control: CallControl): Promise<Set<string>> {
+    return this.#call(`GET /v1/catalog/node/${node}`, control, { retryReset: true }, async (ctx) => {
+      const body = await this.#client.catalog.node.services({ ctx, node, ...(datacenter === undefined ? {} : { dc: datacenter }) });
+      const services = (body as { Services?: unknown } | null)?.Services;
+      if (services === null || typeof services !== 'object' || Array.isArray(services)) return new Set<string>();
+      return new Set(Object.keys(services));
     });
   }
 

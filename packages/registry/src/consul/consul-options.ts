@@ -6,7 +6,8 @@ import type { BackoffOptions } from '../backoff.js';
 import { InvalidOptionsError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
 import type { RegistryLogger } from '../types.js';
-import { isValidAddress, validateDurationMs } from '../validate.js';
+import { isValidAddress } from '../validate.js';
+import { durationOption, requiredDurationOption } from '../options.js';
 
 export interface ConsulRegistryOptions {
   /**
@@ -147,7 +148,7 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
     datacenter = options.datacenter;
   }
 
-  const waitMs = options.waitMs === undefined ? 60_000 : validateDurationMs(options.waitMs, 'waitMs');
+  const waitMs = durationOption('waitMs', options.waitMs, 60_000);
   if (waitMs > MAX_WAIT_MS) throw new InvalidOptionsError('waitMs', `at most ${MAX_WAIT_MS} (Consul's 10 min limit), got ${waitMs}`);
 
   let minWatchIntervalMs = 100;
@@ -164,15 +165,15 @@ export function resolveConsulOptions(options: ConsulRegistryOptions = {}): Resol
     if (options.backoff === null || typeof options.backoff !== 'object') {
       throw new InvalidOptionsError('backoff', 'must be an object');
     }
-    if (options.backoff.minMs !== undefined) backoff.minMs = validateDurationMs(options.backoff.minMs, 'backoff.minMs');
-    if (options.backoff.maxMs !== undefined) backoff.maxMs = validateDurationMs(options.backoff.maxMs, 'backoff.maxMs');
+    if (options.backoff.minMs !== undefined) backoff.minMs = requiredDurationOption('backoff.minMs', options.backoff.minMs);
+    if (options.backoff.maxMs !== undefined) backoff.maxMs = requiredDurationOption('backoff.maxMs', options.backoff.maxMs);
     if (backoff.maxMs < backoff.minMs) {
       throw new InvalidOptionsError('backoff.maxMs', `must be >= backoff.minMs (${backoff.minMs}), got ${backoff.maxMs}`);
     }
   }
 
   const requestTimeoutMs =
-    options.requestTimeoutMs === undefined ? 10_000 : validateDurationMs(options.requestTimeoutMs, 'requestTimeoutMs');
+    durationOption('requestTimeoutMs', options.requestTimeoutMs, 10_000);
 
   let maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
   if (options.maxResponseBytes !== undefined) {

@@ -28,7 +28,7 @@ import { sleep } from '../backoff.js';
 import type { NormalisedCheck } from '../validate.js';
 import { runBlockingWatch } from './blocking-watch.js';
 import { ConsulApi, ConsulStatusError, type CallControl, type TtlUpdate } from './consul-api.js';
-import { goDuration, nodeOfEntry, serviceRegistration, ttlCheckId } from './consul-mapping.js';
+import { goDuration, serviceRegistration, ttlCheckId } from './consul-mapping.js';
 import { resolveConsulOptions, type ConsulRegistryOptions, type ResolvedConsulOptions } from './consul-options.js';
 import { instancesFromHealthAnswer } from './health-answer.js';
 import { OncePerEntry } from './once-per-entry.js';
@@ -204,21 +204,13 @@ export class ConsulRegistry implements Registry {
     this.#api.close();
   }
 
-  /** Polls the catalog (health view, any status) until it holds `instance` on this agent's node. */
+  /** Polls the catalog until it holds `instance` on this agent's node. */
   private async confirmInCatalog(instance: ServiceInstance, signal: AbortSignal | undefined): Promise<void> {
     const deadline = performance.now() + this.config.requestTimeoutMs;
     let lastProblem = 'not in the catalog yet';
     for (let pauseMs = 25; ; pauseMs = Math.min(pauseMs * 2, 500)) {
       try {
-        const node = await this.agentNode(signal);
-        const reply = await this.call(signal, (c) => this.#api.healthService({ service: instance.service, ...this.dc(), all: true }, c));
-        const found =
-          Array.isArray(reply.body) &&
-          reply.body.some((entry) => {
-            const id = (entry as { Service?: { ID?: unknown } } | null)?.Service?.ID;
-            return id === instance.id && (node === null || nodeOfEntry(entry) === node);
-          });
-        if (found) return;
+        if (await this.inCatalog(instance, signal)) return;
         lastProblem = 'not in the catalog yet';
       } catch (err) {
         // Reads fail while the cluster has no leader ("No cluster leader", "No known Consul
@@ -234,6 +226,24 @@ export class ConsulRegistry implements Registry {
       }
       await this.call(signal, () => sleep(Math.min(pauseMs, left), signal));
     }
+  }
+
+  /**
+   * Whether the catalog holds `instance` on this agent's node: the node's own services when the
+   * node name is known (a small read, whatever the size of the service), else the service's
+   * health entries, any status, matched by id.
+   */
+  private async inCatalog(instance: ServiceInstance, signal: AbortSignal | undefined): Promise<boolean> {
+    const node = await this.agentNode(signal);
+    if (node !== null) {
+      const ids = await this.call(signal, (c) => this.#api.nodeServiceIds(node, this.config.datacenter, c));
+      return ids.has(instance.id);
+    }
+    const reply = await this.call(signal, (c) => this.#api.healthService({ service: instance.service, ...this.dc(), all: true }, c));
+    return (
+      Array.isArray(reply.body) &&
+      reply.body.some((entry) => (entry as { Service?: { ID?: unknown } } | null)?.Service?.ID === instance.id)
+    );
   }
 
   /** This agent's node name (asked once), or null when the token may not read it: then ids alone are matched. */

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { InvalidOptionsError } from '../errors.js';
 import { consoleLogger } from '../logger.js';
 import type { RegistryLogger } from '../types.js';
-import { validateDurationMs } from '../validate.js';
+import { durationOption } from '../options.js';
 import { defaultRegistryDir } from './directory.js';
 
 export interface LocalRegistryOptions {
@@ -44,7 +44,7 @@ export function resolveLocalOptions(options: LocalRegistryOptions | undefined): 
   }
 
   const rescanIntervalMs =
-    options.rescanIntervalMs === undefined ? 500 : validateDurationMs(options.rescanIntervalMs, 'rescanIntervalMs');
+    durationOption('rescanIntervalMs', options.rescanIntervalMs, 500);
   if (rescanIntervalMs < MIN_RESCAN_MS) {
     throw new InvalidOptionsError('rescanIntervalMs', `must be at least ${MIN_RESCAN_MS} ms, got ${rescanIntervalMs}`);
   }
