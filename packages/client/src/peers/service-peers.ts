@@ -153,7 +153,7 @@ export class ServicePeers implements DiscoverySink {
     const next = new Map<string, Peer>();
     let unmatched: ServiceInstance[] | undefined;
     for (const instance of instances) {
-      const kept = this.keptPeer(instance, next);
+      const kept = this.keptPeer(instance);
       if (kept === undefined) {
         (unmatched ??= []).push(instance);
       } else {
@@ -179,14 +179,14 @@ export class ServicePeers implements DiscoverySink {
     this.rebuild();
   }
 
-  /** The current peer for this endpoint, unless this update already kept it. */
-  private keptPeer(instance: ServiceInstance, next: ReadonlyMap<string, Peer>): Peer | undefined {
+  /** The current peer for this endpoint (met twice in one update: the same endpoint listed twice). */
+  private keptPeer(instance: ServiceInstance): Peer | undefined {
     const listed = this.peers.get(instance.id);
-    if (listed !== undefined && listed.sameEndpoint(instance) && !next.has(listed.id)) return listed;
+    if (listed !== undefined && listed.sameEndpoint(instance)) return listed;
     // Endpoint keys exist only while some id repeats: no key string is built otherwise.
     if (this.endpointKeyed === 0) return undefined;
     const byEndpoint = this.peers.get(endpointKey(instance));
-    return byEndpoint !== undefined && byEndpoint.sameEndpoint(instance) && !next.has(byEndpoint.id) ? byEndpoint : undefined;
+    return byEndpoint !== undefined && byEndpoint.sameEndpoint(instance) ? byEndpoint : undefined;
   }
 
   staleChanged(status: DiscoveryStatus): void {
