@@ -20,8 +20,16 @@ export interface PeerExplanation {
   readonly inPicker: boolean;
   /** Why it is not picked now; empty when it can be. Same names as `stats()` and the metrics. */
   readonly excluded: readonly ExclusionReason[];
-  /** The load metric's value (lower wins), e.g. peak-EWMA latency x (in flight + 1). */
+  /**
+   * The cost the balancer compares (lower wins): for P2C the load metric's value (e.g. peak-EWMA
+   * latency x (in flight + 1)) times the peer's server-load factor; the metric's value for
+   * balancers that compare nothing.
+   */
   readonly load: number;
+  /** The load metric's value alone, this client's own view (before the server-load factor). */
+  readonly trackerLoad: number;
+  /** Smoothed utilization (0..1) from the peer's load reports; undefined without a live report. */
+  readonly serverUtilization: number | undefined;
   /** Peak-EWMA latency estimate (ms) before the in-flight factor; undefined for other metrics. */
   readonly latencyMs: number | undefined;
   readonly inFlight: number;
@@ -38,6 +46,7 @@ export interface PeerExplanation {
 /** One candidate a dry-run pick compared. */
 export interface ComparedCandidate {
   readonly id: string;
+  /** The cost the balancer compared (as `PeerExplanation.load`). */
   readonly load: number;
 }
 
@@ -85,6 +94,8 @@ export function explainService(svc: ServicePeers, now: number, random: () => num
   if (options.key !== undefined && typeof options.key !== 'string') throw new InvalidOptionsError('key', 'must be a string');
 
   const status = svc.watch.status();
+  const balancer = svc.balancer;
+  const costOf = (peer: PickablePeer): number => (balancer.cost === undefined ? peer.tracker.load(now) : balancer.cost(peer, now));
   const eligible = new Set(svc.eligibleList);
   const excluded = new Map<Peer, ExclusionReason[]>();
   let healthy = 0;
@@ -139,7 +150,9 @@ export function explainService(svc: ServicePeers, now: number, random: () => num
         port: peer.instance.port,
         inPicker: eligible.has(peer),
         excluded: excluded.get(peer) ?? [],
-        load: tracker.load(now),
+        load: costOf(peer),
+        trackerLoad: tracker.load(now),
+        serverUtilization: serverUtilization(peer, now),
         latencyMs: typeof tracker.estimateMs === 'function' ? tracker.estimateMs(now) : undefined,
         inFlight: tracker.inFlight,
         breaker: peer.breakerState,
@@ -152,10 +165,15 @@ export function explainService(svc: ServicePeers, now: number, random: () => num
     }),
     pick: {
       chosen: chosen?.id,
-      compared: compared.map((p) => ({ id: p.id, load: p.tracker.load(now) })),
+      compared: compared.map((p) => ({ id: p.id, load: costOf(p) })),
       unavailable: typeof first === 'string' ? first : undefined,
     },
     samples,
     recentPicks: svc.recentPicks.list(now),
   };
+}
+
+function serverUtilization(peer: Peer, now: number): number | undefined {
+  const report = peer.serverLoad?.last === undefined ? undefined : peer.serverLoad.snapshot(now);
+  return report === undefined || report.expired ? undefined : report.smoothedUtilization;
 }

@@ -3,7 +3,7 @@
 // state that show the candidates compared and where traffic would go now.
 import type { ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createClient, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
+import { createClient, LOAD_REPORT_HEADER, roundRobin, seededRandom, type Client, type ClientOptions } from '../src/index.js';
 import { startPeer, TestRegistry, waitFor, type Handler, type TestPeer } from './support/client-testkit.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -70,6 +70,48 @@ describe('client.explain()', () => {
     // machine may cost it one now and then).
     expect(share['api-2']).toBeLessThan(0.05);
     expect(why.peers.find((p) => p.id === 'api-2')!.latencyMs).toBeGreaterThan(why.peers.find((p) => p.id === 'api-0')!.latencyMs!);
+  });
+
+  it('P2C: reports the cost it compares, own load x the server-reported utilization factor', async () => {
+    const reporting = (utilization: number): Handler => (_req, res) => {
+      res.setHeader(LOAD_REPORT_HEADER, `TEXT application_utilization=${utilization}`);
+      res.end('ok');
+    };
+    // Reports stay fresh however slow the machine is.
+    const { client } = await setUp({ api: [reporting(0.9), reporting(0.1)] }, { loadReports: { maxAgeMs: 600_000 } });
+    const reported = () => client.stats().services['api']?.peers.every((p) => p.loadReport !== undefined) ?? false;
+    for (let i = 0; i < 200 && !reported(); i++) await send(client, 'api', 1);
+    expect(reported()).toBe(true);
+
+    const why = client.explain('api', { samples: 10 });
+    const hot = why.peers.find((p) => p.id === 'api-0')!;
+    const cold = why.peers.find((p) => p.id === 'api-1')!;
+    expect(hot.serverUtilization).toBeCloseTo(0.9, 5);
+    expect(cold.serverUtilization).toBeCloseTo(0.1, 5);
+    // The typical utilization lies between the two: the busy peer costs more than its own-view
+    // load, the idle one less. That adjusted cost is what P2C compares.
+    expect(hot.trackerLoad).toBeGreaterThan(0);
+    expect(cold.trackerLoad).toBeGreaterThan(0);
+    expect(hot.load / hot.trackerLoad).toBeGreaterThan(1);
+    expect(cold.load / cold.trackerLoad).toBeLessThan(1);
+    expect(why.pick.compared).toHaveLength(2);
+    for (const candidate of why.pick.compared) {
+      expect(candidate.load).toBeCloseTo(why.peers.find((p) => p.id === candidate.id)!.load, 9);
+    }
+  });
+
+  it('without load reports the compared cost is the own-view load', async () => {
+    const reporting: Handler = (_req, res) => {
+      res.setHeader(LOAD_REPORT_HEADER, 'TEXT application_utilization=0.9');
+      res.end('ok');
+    };
+    const { client } = await setUp({ api: [reporting, ok] }, { loadReports: false });
+    await send(client, 'api', 20);
+    const why = client.explain('api', { samples: 10 });
+    for (const peer of why.peers) {
+      expect(peer.serverUtilization).toBeUndefined();
+      expect(peer.load).toBeCloseTo(peer.trackerLoad, 9);
+    }
   });
 
   it('names why peers are excluded (Retry-After, ejected, max concurrency), as stats() does', async () => {

@@ -1,5 +1,5 @@
 import { leastRequestsLoad } from './load-metrics.js';
-import { twoChoices, type LoadsOf } from './p2c.js';
+import { costOf, twoChoices, type LoadsOf } from './p2c.js';
 import type { Balancer } from './types.js';
 
 /**
@@ -12,6 +12,7 @@ export function leastRequests(): Balancer {
     name: 'least-requests',
     metric: leastRequestsLoad(),
     build: (peers) => twoChoices(peers, inFlightLoads),
+    cost: costOf(inFlightLoads),
   };
 }
 

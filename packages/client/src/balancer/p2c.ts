@@ -29,7 +29,13 @@ export function p2c(options?: P2cOptions): Balancer {
     name: 'p2c',
     metric,
     build: (peers) => twoChoices(peers, loads),
+    cost: costOf(loads),
   };
+}
+
+/** One peer's cost read the way a snapshot reads it (for `Balancer.cost`; allocates, not for picks). */
+export function costOf(loads: LoadsOf): (peer: PickablePeer, now: number) => number {
+  return (peer, now) => loads([peer])(0, now);
 }
 
 /** Reads a snapshot's loads: `loadsOf(peers)` runs once per snapshot, the function it returns on every pick. */

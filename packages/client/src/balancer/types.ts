@@ -86,4 +86,9 @@ export interface Balancer {
    */
   readonly metric?: LoadMetric;
   build<P extends PickablePeer>(peers: readonly P[]): Picker<P>;
+  /**
+   * The cost this policy compares for one peer now (lower wins), as its pickers read it: for
+   * `client.explain()`, never the request path. Absent for policies that compare nothing.
+   */
+  cost?(peer: PickablePeer, now: number): number;
 }

@@ -13,6 +13,7 @@ export interface PeerBreakers {
 /**
  * One instance of a service, kept across registry updates for as long as its id is listed (and
  * its address and port do not change): its load history, breaker and pool survive updates.
+ * `id` is the instance's id, or `id@address:port` when one update lists that id more than once.
  */
 export class Peer implements PickablePeer {
   readonly id: string;
@@ -41,8 +42,9 @@ export class Peer implements PickablePeer {
     breakers: PeerBreakers | undefined,
     factory: TransportFactory,
     poolOptions: ResolvedPoolOptions,
+    id: string = instance.id,
   ) {
-    this.id = instance.id;
+    this.id = id;
     this.service = instance.service;
     this.instance = instance;
     this.tracker = tracker;

@@ -78,6 +78,8 @@ export class ServicePeers implements DiscoverySink {
   private closed = false;
   /** Clock reading of the rebuild in progress: one per rebuild, not one per peer. */
   private rebuildAt = 0;
+  /** Peers keyed `id@address:port` because their id was repeated (see `instances`). */
+  private endpointKeyed = 0;
   private readonly isHealthy = (peer: Peer): boolean =>
     peer.breaker?.state !== 'open' &&
     (this.detector === undefined || !this.detector.isEjected(peer.id)) &&
@@ -144,25 +146,50 @@ export class ServicePeers implements DiscoverySink {
 
   // --- DiscoverySink -------------------------------------------------------------------------
 
+  /**
+   * Peers are keyed by instance id; an id this update repeats (Consul ids are unique per agent
+   * only) keys its later endpoints by `id@address:port`, so each endpoint is its own peer and
+   * keeps its identity while listed. Two passes so a kept peer's key is never taken by a new one.
+   */
   instances(instances: readonly ServiceInstance[]): void {
     if (this.closed) return;
     const next = new Map<string, Peer>();
+    let unmatched: ServiceInstance[] | undefined;
     for (const instance of instances) {
-      const existing = this.peers.get(instance.id);
-      if (existing && existing.sameEndpoint(instance)) {
-        existing.instance = instance;
-        next.set(instance.id, existing);
+      const kept = this.keptPeer(instance);
+      if (kept === undefined) {
+        (unmatched ??= []).push(instance);
       } else {
-        next.set(instance.id, existing ? this.replace(existing, instance) : this.add(instance));
+        kept.instance = instance;
+        next.set(kept.id, kept);
       }
     }
-    for (const [id, peer] of this.peers) if (!next.has(id)) this.retire(peer);
+    // Leavers go first: a replaced endpoint's id is free again for its successor (outlier state too).
+    for (const [key, peer] of this.peers) if (next.get(key) !== peer) this.retire(peer);
+    if (unmatched !== undefined) {
+      for (const instance of unmatched) {
+        const key = next.has(instance.id) ? endpointKey(instance) : instance.id;
+        // The same id, address and port listed twice is one endpoint: one peer.
+        if (next.has(key)) continue;
+        next.set(key, this.add(instance, key));
+      }
+    }
     this.peers = next;
     // Sorted by id so order-sensitive pickers (round robin, hash ring) agree across clients.
     // Registries mostly answer in id order already: checking is O(n), sorting O(n log n).
     const list = [...next.values()];
     this.list = isSortedById(list) ? list : list.sort(byId);
     this.rebuild();
+  }
+
+  /** The current peer for this endpoint (met twice in one update: the same endpoint listed twice). */
+  private keptPeer(instance: ServiceInstance): Peer | undefined {
+    const listed = this.peers.get(instance.id);
+    if (listed !== undefined && listed.sameEndpoint(instance)) return listed;
+    // Endpoint keys exist only while some id repeats: no key string is built otherwise.
+    if (this.endpointKeyed === 0) return undefined;
+    const byEndpoint = this.peers.get(endpointKey(instance));
+    return byEndpoint !== undefined && byEndpoint.sameEndpoint(instance) ? byEndpoint : undefined;
   }
 
   staleChanged(status: DiscoveryStatus): void {
@@ -229,22 +256,27 @@ export class ServicePeers implements DiscoverySink {
     await Promise.all([...this.retiring]);
   }
 
-  private add(instance: ServiceInstance): Peer {
+  private add(instance: ServiceInstance, key: string): Peer {
     const ctx = this.ctx;
-    const peer = new Peer(instance, ctx.metric.create(), this.peerBreakers, ctx.transportFactory, ctx.poolOptions);
+    const peer = new Peer(instance, ctx.metric.create(), this.peerBreakers, ctx.transportFactory, ctx.poolOptions, key);
+    if (key !== instance.id) {
+      this.endpointKeyed++;
+      // Once per endpoint that joins under a repeated id, not once per update listing it.
+      ctx.logger.warn(`registry lists instance id "${instance.id}" more than once for "${this.service}": this endpoint is peer "${key}"`, {
+        service: this.service,
+        id: instance.id,
+        peer: key,
+      });
+    }
     this.detector?.add(peer.id);
     if (ctx.events.has('peer:added')) ctx.events.emit('peer:added', { service: this.service, peer: peer.info });
     return peer;
   }
 
-  private replace(old: Peer, instance: ServiceInstance): Peer {
-    this.retire(old);
-    return this.add(instance);
-  }
-
   private retire(peer: Peer, announce = true): void {
     if (peer.retired) return;
     peer.retired = true;
+    if (peer.id !== peer.instance.id) this.endpointKeyed--;
     peer.breaker?.shutdown();
     // Its slot in the metric's shared table goes to the next peer; late completions still land.
     peer.tracker.release?.();
@@ -343,4 +375,10 @@ const byId = (a: Peer, b: Peer): number => (a.id < b.id ? -1 : a.id > b.id ? 1 :
 function isSortedById(peers: readonly Peer[]): boolean {
   for (let i = 1; i < peers.length; i++) if (peers[i - 1]!.id > peers[i]!.id) return false;
   return true;
+}
+
+/** `id@address:port` (`[address]` for IPv6): the peer key of an instance whose id is repeated. */
+function endpointKey(instance: ServiceInstance): string {
+  const host = instance.address.includes(':') ? `[${instance.address}]` : instance.address;
+  return `${instance.id}@${host}:${instance.port}`;
 }
