@@ -2,7 +2,7 @@
 // only; custom and memory registries do not check). Each endpoint is its own peer: both get
 // traffic, and when one leaves it alone is retired, with no request failing.
 import { afterEach, describe, expect, it } from 'vitest';
-import { createClient, seededRandom, type Client, type PeerEvent } from '../src/index.js';
+import { createClient, roundRobin, seededRandom, type Client, type PeerEvent } from '../src/index.js';
 import { startPeer, TestRegistry, waitFor } from './support/client-testkit.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -33,7 +33,9 @@ describe('duplicate instance ids in one registry update', () => {
     registry.addStatic({ id: 'dup', service: 'api', address: '127.0.0.1', port: first.port });
     await registry.add('api', { id: 'dup', port: second.port });
 
-    const client = createClient({ registry, logger, random: seededRandom(3) });
+    // Round robin: the question is whether each endpoint is a peer of its own, not how P2C shares
+    // 60 sequential calls (which can leave one peer near 5 on a loaded machine).
+    const client = createClient({ registry, logger, balancer: roundRobin(), random: seededRandom(3) });
     cleanups.push(() => client.close());
     const added: PeerEvent[] = [];
     const removed: PeerEvent[] = [];
@@ -41,8 +43,8 @@ describe('duplicate instance ids in one registry update', () => {
     client.on('peer:removed', (e) => removed.push(e));
 
     const served = await send(client, 60);
-    expect(served.filter((p) => p === 'first').length).toBeGreaterThan(5);
-    expect(served.filter((p) => p === 'second').length).toBeGreaterThan(5);
+    expect(served.filter((p) => p === 'first').length).toBeGreaterThanOrEqual(25);
+    expect(served.filter((p) => p === 'second').length).toBeGreaterThanOrEqual(25);
     const peers = client.stats().services['api']!.peers;
     expect(peers).toHaveLength(2);
     expect(new Set(peers.map((p) => p.id)).size).toBe(2);
