@@ -17,7 +17,8 @@ export { RegistrationFailedError, PortUnavailableError, HealthCheckFailedError, 
 export { CALLER_HEADER, callerKeyOf, createRequestRateLimiter } from './rate-limit/caller-limiter.js';
 export type { RateLimitDecision, RateLimitOptions, RequestRateLimiter } from './rate-limit/caller-limiter.js';
 export { createServing, composeSteps } from './serving/serving-middleware.js';
-export type { Serving, ServingStats, ServingStep, ServingHandler, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
+export type { Serving, ServingStats, ExpressStyleMiddleware, FastifyStyleHook } from './serving/serving-middleware.js';
+export type { ServingStep, ServingHandler } from './serving/serving-step.js';
 export type { ServingOptions } from './serving/serving-steps.js';
 export { LoadReporter, LOAD_REPORT_HEADER } from './serving/load-report.js';
 export type { LoadReportOptions } from './serving/load-report.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { DEFAULT_MAX_TIMEOUT_MS, RequestDeadline, TIMEOUT_HEADER, parseTimeout, runWithDeadline } from '@peerlb/deadline';
 import { durationOption, InvalidOptionsError } from '@peerlb/registry';
 import { DEADLINE_EXPIRED_CODE } from '../errors.js';
-import type { ServingHandler, ServingStep } from './serving-middleware.js';
+import type { ServingHandler, ServingStep } from './serving-step.js';
 
 export interface DeadlineOptions {
   /** Budgets above this are clamped to it (a caller cannot make this instance wait forever). Default 300 000 ms. */

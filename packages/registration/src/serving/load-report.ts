@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import { InvalidOptionsError } from '@peerlb/registry';
-import type { ServingHandler, ServingStep } from './serving-middleware.js';
+import type { ServingHandler, ServingStep } from './serving-step.js';
 
 /** The ORCA per-answer load report header (Envoy, gRPC). */
 export const LOAD_REPORT_HEADER = 'endpoint-load-metrics';

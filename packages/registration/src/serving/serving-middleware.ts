@@ -1,23 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { LoadReporter } from './load-report.js';
+import type { ServingHandler, ServingStep } from './serving-step.js';
 import { builtinSteps, type ServingOptions } from './serving-steps.js';
-
-/** A node:http request handler, the shape every serving step wraps. */
-export type ServingHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
-
-/**
- * One small job done for every request an instance answers (report load, propagate a deadline,
- * open a span). `handle` does its part and calls `next(req, res)` exactly once, returning what
- * `next` returned, so an async handler's promise reaches whoever reports its rejection. A step
- * may answer the request itself instead of calling `next`. `close()` releases what the step owns.
- */
-export interface ServingStep {
-  readonly name: string;
-  handle(req: IncomingMessage, res: ServerResponse, next: ServingHandler): unknown;
-  close?(): void;
-  /** What the step counted, reported by `Serving.stats()` under the step's name. */
-  stats?(): object;
-}
 
 /** The counters of the steps that keep some, by step name (e.g. `deadline`: `DeadlineStats`). */
 export interface ServingStats {

@@ -2,7 +2,7 @@ import { InvalidOptionsError, type TelemetryOptions } from '@peerlb/registry';
 import { instrumentation } from '@peerlb/registry/otel';
 import { deadlineStep, type DeadlineOptions } from './deadline-step.js';
 import { LoadReporter, loadReportStep, type LoadReportOptions } from './load-report.js';
-import type { ServingStep } from './serving-middleware.js';
+import type { ServingStep } from './serving-step.js';
 import { SERVING_SCOPE, servingVersion, telemetryStep } from './telemetry-step.js';
 
 /** What the serving side does for each request. */

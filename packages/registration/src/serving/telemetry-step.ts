@@ -8,7 +8,7 @@ import {
   type Instrumentation,
   type Otel,
 } from '@peerlb/registry/otel';
-import type { ServingHandler, ServingStep } from './serving-middleware.js';
+import type { ServingHandler, ServingStep } from './serving-step.js';
 
 export const SERVING_SCOPE = '@peerlb/registration';
 /** This package's version, for the instrumentation scope. */
