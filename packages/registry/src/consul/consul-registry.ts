@@ -285,9 +285,14 @@ export class ConsulRegistry implements Registry {
   }
 
   private warnOnce(key: string, message: string): void {
-    if (this.warned.has(key)) return;
+    if (this.firstTime(key)) this.config.logger.warn(message, { source: 'consul' });
+  }
+
+  /** True the first time `key` is seen by this registry object, false ever after. */
+  private firstTime(key: string): boolean {
+    if (this.warned.has(key)) return false;
     this.warned.add(key);
-    this.config.logger.warn(message, { source: 'consul' });
+    return true;
   }
 
   /**
@@ -298,8 +303,7 @@ export class ConsulRegistry implements Registry {
    */
   private async explainEmpty(service: string): Promise<void> {
     const key = `empty:${service.toLowerCase()}`;
-    if (this.warned.has(key) || this.closed) return;
-    this.warned.add(key);
+    if (this.closed || !this.firstTime(key)) return;
     const self = await this.call(undefined, (c) => this.#api.tokenSelf(c)).catch(() => undefined);
     if (self === undefined || self.aclsOff || self.management) return;
     this.config.logger.warn(
