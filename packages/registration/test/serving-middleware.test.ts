@@ -69,18 +69,23 @@ describe('serving wrapper', () => {
   });
 });
 
+/** startService options for a quiet 'orders' instance on a fresh MemoryRegistry. */
+function instanceOptions() {
+  const registry = new MemoryRegistry({ logger: silentLogger });
+  cleanups.push(() => registry.close());
+  return {
+    service: 'orders',
+    handler: (_req: IncomingMessage, res: ServerResponse) => res.end('ok'),
+    handleSignals: false,
+    logger: silentLogger,
+    drainMs: 0,
+    registry,
+  };
+}
+
 describe('startService serving steps', () => {
   it('every answer but the health endpoint carries the load report; loadReport: false turns it off', async () => {
-    const registry = new MemoryRegistry({ logger: silentLogger });
-    cleanups.push(() => registry.close());
-    const common = {
-      service: 'orders',
-      handler: (_req: IncomingMessage, res: ServerResponse) => res.end('ok'),
-      handleSignals: false,
-      logger: silentLogger,
-      drainMs: 0,
-      registry,
-    };
+    const common = instanceOptions();
     const on: StartedService = await startService(common);
     cleanups.push(() => on.close());
     const off: StartedService = await startService({ ...common, serving: { loadReport: false } });
@@ -96,16 +101,7 @@ describe('startService serving steps', () => {
 
 describe('StartedService.load()', () => {
   it('reads what the load report step measures; undefined when it is off', async () => {
-    const registry = new MemoryRegistry({ logger: silentLogger });
-    cleanups.push(() => registry.close());
-    const common = {
-      service: 'orders',
-      handler: (_req: IncomingMessage, res: ServerResponse) => res.end('ok'),
-      handleSignals: false,
-      logger: silentLogger,
-      drainMs: 0,
-      registry,
-    };
+    const common = instanceOptions();
     const on = await startService(common);
     cleanups.push(() => on.close());
     const off = await startService({ ...common, serving: { loadReport: false } });
